@@ -1,0 +1,46 @@
+// The crawlgate command line. `run`, `check` (and later `explain`, `replay`) share one config
+// loader, so what `check` accepts is exactly what `run` will run.
+#pragma once
+
+#include <map>
+#include <memory>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "crawlgate/proxy/pipeline.h"
+#include "crawlgate/rules/config.h"
+
+namespace crawlgate {
+
+const std::map<std::string, std::string>& embedded_config_files();
+
+namespace app {
+
+// Flags of `crawlgate run` that override the config file.
+struct Overrides {
+  std::optional<std::string> listen;
+  std::optional<std::string> upstream;
+  std::optional<std::string> admin;
+  std::vector<std::string> trusted_proxies;
+  std::optional<unsigned> threads;
+};
+
+// The config file, or the embedded default when `path` is empty.
+LoadResult load_configuration(const std::string& path);
+
+// Applies the flags; returns an error message for a bad flag value.
+std::optional<std::string> apply_overrides(const Overrides& overrides, ServerSettings& settings);
+
+// Loads, applies the flags and builds a snapshot; errors are returned as printable lines.
+struct BuildResult {
+  std::shared_ptr<const proxy::Snapshot> snapshot;
+  std::vector<std::string> errors;
+};
+BuildResult build_from_config(const std::string& path, const Overrides& overrides,
+                              std::uint64_t generation);
+
+int main(int argc, char** argv);
+
+}  // namespace app
+}  // namespace crawlgate

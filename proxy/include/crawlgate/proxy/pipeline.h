@@ -1,0 +1,98 @@
+// The request pipeline: an ordered list of stages, each seeing the read-only RequestView and the
+// shared RequestContext. It is Boost-free so that `explain` and `replay` run the very same stages
+// as the proxy, over a RequestView built from a flag or a log line.
+#pragma once
+
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <utility>
+#include <vector>
+
+#include "crawlgate/rules/request_view.h"
+#include "crawlgate/rules/settings.h"
+
+namespace crawlgate::proxy {
+
+// An answer crawlgate writes itself instead of relaying to the upstream.
+struct LocalResponse {
+  int status = 200;
+  std::string content_type = "text/plain; charset=utf-8";
+  std::string body;
+  std::vector<std::pair<std::string, std::string>> headers;
+  bool close = false;  // close the client connection after the answer
+};
+
+// What earlier stages found, so no stage recomputes another's work, plus what the access log
+// records. Later stages add the client entry, the model score and the limit decision.
+struct RequestContext {
+  std::string request_id;
+  std::optional<LocalResponse> response;  // set by a stage that answers kRespond
+  std::string traffic_class;              // "" until a stage classifies the request
+  std::string rule;                       // the deciding rule, if any
+  std::string action;                     // allow, deny, throttle, tarpit, log
+  bool enforced = true;
+};
+
+enum class StageVerdict { kContinue, kRespond, kSuspend };
+
+// Called exactly once by a stage that returned kSuspend, from any thread, with the verdict it
+// reached (kContinue or kRespond). The session resumes the request on its own strand.
+using ResumeFn = std::function<void(StageVerdict)>;
+
+class Stage {
+ public:
+  virtual ~Stage() = default;
+  virtual std::string_view name() const = 0;
+  // Called concurrently from every I/O thread: stages are immutable or synchronise internally.
+  // Must not block. A stage returning kSuspend keeps `resume` and calls it later; until then
+  // `request` and `context` stay valid and untouched by the proxy.
+  virtual StageVerdict evaluate(const RequestView& request, RequestContext& context,
+                                const ResumeFn& resume) = 0;
+};
+
+class Pipeline {
+ public:
+  void add(std::shared_ptr<Stage> stage) { stages_.push_back(std::move(stage)); }
+  std::size_t size() const { return stages_.size(); }
+  Stage& at(std::size_t index) const { return *stages_[index]; }
+
+ private:
+  std::vector<std::shared_ptr<Stage>> stages_;
+};
+
+// Fixed answers for exact paths: the trivial stage of the proxy core.
+class StaticResponseStage final : public Stage {
+ public:
+  explicit StaticResponseStage(std::vector<StaticResponseSettings> responses);
+  std::string_view name() const override { return "static"; }
+  StageVerdict evaluate(const RequestView& request, RequestContext& context,
+                        const ResumeFn& resume) override;
+
+ private:
+  std::vector<StaticResponseSettings> responses_;
+};
+
+std::string_view reason_phrase(int status);
+
+// The page crawlgate writes for its own errors and denials: status, a sentence, the request id.
+LocalResponse error_response(int status, std::string_view request_id, std::string_view detail,
+                             bool close = false);
+
+// Everything the config produces, compiled once and published with one atomic swap. A request
+// takes the pointer once when it starts and keeps it to its end.
+struct Snapshot {
+  std::uint64_t generation = 0;
+  ServerSettings settings;
+  Pipeline pipeline;
+  std::string source;  // the config file, or "(embedded default)"
+};
+
+// Builds the stages the settings ask for. Later issues add rules, classifier and limits here.
+std::shared_ptr<const Snapshot> build_snapshot(const ServerSettings& settings,
+                                               std::uint64_t generation, std::string source);
+
+}  // namespace crawlgate::proxy

@@ -1,0 +1,107 @@
+// The admin listener: /healthz, /readyz, /metrics and POST /-/reload. Never on the public port.
+#include <boost/asio/post.hpp>
+#include <boost/beast/core.hpp>
+#include <boost/beast/http.hpp>
+
+#include "server_impl.h"
+
+namespace crawlgate::proxy {
+
+namespace beast = boost::beast;
+namespace http = beast::http;
+using error_code = boost::system::error_code;
+
+namespace {
+
+class AdminSession : public std::enable_shared_from_this<AdminSession> {
+ public:
+  AdminSession(Server::Impl& server, tcp::socket socket)
+      : server_(server), stream_(std::move(socket)) {}
+
+  void start() {
+    parser_.emplace();
+    parser_->header_limit(8 * 1024);
+    parser_->body_limit(4 * 1024);
+    stream_.expires_after(std::chrono::seconds(10));
+    http::async_read(stream_, buffer_, *parser_,
+                     beast::bind_front_handler(&AdminSession::on_read, shared_from_this()));
+  }
+
+ private:
+  void on_read(error_code ec, std::size_t) {
+    if (ec) return;
+    const auto& req = parser_->get();
+    std::string_view target = req.target();
+    if (target == "/healthz") return reply(http::status::ok, "ok\n");
+    if (target == "/readyz") {
+      if (server_.draining.load()) return reply(http::status::service_unavailable, "draining\n");
+      auto snapshot = server_.load_snapshot();
+      return reply(http::status::ok, "ready: config generation " +
+                                         std::to_string(snapshot->generation) + "\n");
+    }
+    if (target == "/metrics") {
+      std::function<std::string()> renderer;
+      {
+        std::lock_guard lock(server_.handler_mutex);
+        renderer = server_.metrics_renderer;
+      }
+      if (!renderer) return reply(http::status::not_found, "metrics are not enabled\n");
+      return reply(http::status::ok, renderer(), "text/plain; version=0.0.4; charset=utf-8");
+    }
+    if (target == "/-/reload") {
+      if (req.method() != http::verb::post) {
+        return reply(http::status::method_not_allowed, "use POST\n");
+      }
+      // Compiling a config can take a while: do it on the control thread, answer when done.
+      auto self = shared_from_this();
+      server_.request_reload([self](bool ok, std::string message) {
+        net::post(self->stream_.get_executor(), [self, ok, message = std::move(message)] {
+          self->reply(ok ? http::status::ok : http::status::unprocessable_entity,
+                      (ok ? "reloaded: " : "reload failed, old config kept: ") + message + "\n");
+        });
+      });
+      return;
+    }
+    reply(http::status::not_found, "not found\n");
+  }
+
+  void reply(http::status status, std::string body,
+             std::string_view content_type = "text/plain; charset=utf-8") {
+    auto& res = response_.emplace(status, 11);
+    res.set(http::field::server, "crawlgate");
+    res.set(http::field::content_type, content_type);
+    res.body() = std::move(body);
+    res.prepare_payload();
+    res.keep_alive(false);
+    stream_.expires_after(std::chrono::seconds(10));
+    http::async_write(stream_, res, [self = shared_from_this()](error_code, std::size_t) {
+      error_code ignored;
+      self->stream_.socket().shutdown(tcp::socket::shutdown_both, ignored);
+    });
+  }
+
+  Server::Impl& server_;
+  beast::tcp_stream stream_;
+  beast::flat_buffer buffer_;
+  std::optional<http::request_parser<http::string_body>> parser_;
+  std::optional<http::response<http::string_body>> response_;
+};
+
+}  // namespace
+
+void start_admin_session(Server::Impl& server, tcp::socket socket) {
+  std::make_shared<AdminSession>(server, std::move(socket))->start();
+}
+
+void Server::Impl::do_accept_admin() {
+  admin_acceptor->async_accept(workers[0]->ioc, [this](error_code ec, tcp::socket socket) {
+    if (ec) {
+      if (ec == net::error::operation_aborted || !admin_acceptor->is_open()) return;
+      return do_accept_admin();
+    }
+    start_admin_session(*this, std::move(socket));
+    do_accept_admin();
+  });
+}
+
+}  // namespace crawlgate::proxy

@@ -1,0 +1,73 @@
+#include "crawlgate/proxy/pipeline.h"
+
+namespace crawlgate::proxy {
+
+StaticResponseStage::StaticResponseStage(std::vector<StaticResponseSettings> responses)
+    : responses_(std::move(responses)) {}
+
+StageVerdict StaticResponseStage::evaluate(const RequestView& request, RequestContext& context,
+                                           const ResumeFn&) {
+  std::string_view path = request.path();
+  for (const StaticResponseSettings& entry : responses_) {
+    if (entry.path == path) {
+      LocalResponse response;
+      response.status = entry.status;
+      response.content_type = entry.content_type;
+      response.body = entry.body;
+      context.response = std::move(response);
+      context.action = "static";
+      return StageVerdict::kRespond;
+    }
+  }
+  return StageVerdict::kContinue;
+}
+
+std::string_view reason_phrase(int status) {
+  switch (status) {
+    case 100: return "Continue";
+    case 200: return "OK";
+    case 204: return "No Content";
+    case 400: return "Bad Request";
+    case 403: return "Forbidden";
+    case 404: return "Not Found";
+    case 405: return "Method Not Allowed";
+    case 408: return "Request Timeout";
+    case 413: return "Content Too Large";
+    case 417: return "Expectation Failed";
+    case 429: return "Too Many Requests";
+    case 431: return "Request Header Fields Too Large";
+    case 500: return "Internal Server Error";
+    case 501: return "Not Implemented";
+    case 502: return "Bad Gateway";
+    case 503: return "Service Unavailable";
+    case 504: return "Gateway Timeout";
+    case 505: return "HTTP Version Not Supported";
+    default: return "Unknown";
+  }
+}
+
+LocalResponse error_response(int status, std::string_view request_id, std::string_view detail,
+                             bool close) {
+  LocalResponse response;
+  response.status = status;
+  response.close = close;
+  response.body.reserve(160 + detail.size());
+  response.body.append(std::to_string(status)).append(" ").append(reason_phrase(status));
+  response.body.append("\n\n").append(detail).append("\n\nrequest id: ").append(request_id);
+  response.body.append("\n-- crawlgate\n");
+  return response;
+}
+
+std::shared_ptr<const Snapshot> build_snapshot(const ServerSettings& settings,
+                                               std::uint64_t generation, std::string source) {
+  auto snapshot = std::make_shared<Snapshot>();
+  snapshot->generation = generation;
+  snapshot->settings = settings;
+  snapshot->source = std::move(source);
+  if (!settings.static_responses.empty()) {
+    snapshot->pipeline.add(std::make_shared<StaticResponseStage>(settings.static_responses));
+  }
+  return snapshot;
+}
+
+}  // namespace crawlgate::proxy

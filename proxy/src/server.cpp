@@ -1,0 +1,294 @@
+#include "crawlgate/proxy/server.h"
+
+#include <boost/asio/post.hpp>
+#include <csignal>
+#include <cstdio>
+#include <stdexcept>
+
+#include "server_impl.h"
+
+namespace crawlgate::proxy {
+
+ControlThread::ControlThread() {
+  thread_ = std::thread([this] {
+    std::unique_lock lock(mutex_);
+    while (true) {
+      cv_.wait(lock, [&] { return stopping_ || !jobs_.empty(); });
+      if (jobs_.empty()) return;
+      auto job = std::move(jobs_.front());
+      jobs_.pop_front();
+      lock.unlock();
+      job();
+      lock.lock();
+    }
+  });
+}
+
+ControlThread::~ControlThread() {
+  {
+    std::lock_guard lock(mutex_);
+    stopping_ = true;
+  }
+  cv_.notify_all();
+  thread_.join();
+}
+
+void ControlThread::submit(std::function<void()> job) {
+  {
+    std::lock_guard lock(mutex_);
+    jobs_.push_back(std::move(job));
+  }
+  cv_.notify_one();
+}
+
+Server::Impl::Impl(std::shared_ptr<const Snapshot> initial_snapshot)
+    : initial(initial_snapshot),
+      current(initial_snapshot),
+      access_log(initial_snapshot->settings.access_log),
+      control(std::make_unique<ControlThread>()) {}
+
+Worker& Server::Impl::pick_worker() {
+  return *workers[next_worker.fetch_add(1, std::memory_order_relaxed) % workers.size()];
+}
+
+void Server::Impl::do_accept() {
+  Worker& worker = pick_worker();
+  acceptor->async_accept(worker.ioc, [this, &worker](boost::system::error_code ec,
+                                                     tcp::socket socket) {
+    if (ec) {
+      if (ec == net::error::operation_aborted || !acceptor->is_open()) return;
+      // EMFILE and friends: keep accepting; the condition is usually transient.
+      return do_accept();
+    }
+    stats.connections_accepted.fetch_add(1, std::memory_order_relaxed);
+    auto limit = load_snapshot()->settings.limits.max_connections;
+    if (static_cast<std::size_t>(stats.connections_open.load(std::memory_order_relaxed)) >=
+        limit) {
+      stats.connections_rejected.fetch_add(1, std::memory_order_relaxed);
+      // The socket buffer of a fresh connection holds this easily: a non-blocking send never
+      // waits, and a client that cannot take it loses nothing it was owed.
+      static constexpr std::string_view kBusy =
+          "HTTP/1.1 503 Service Unavailable\r\nContent-Type: text/plain\r\nContent-Length: 38\r\n"
+          "Connection: close\r\nRetry-After: 1\r\n\r\ncrawlgate: too many open connections\r\n";
+      boost::system::error_code ignored;
+      socket.non_blocking(true, ignored);
+      socket.write_some(net::buffer(kBusy.data(), kBusy.size()), ignored);
+      socket.shutdown(tcp::socket::shutdown_both, ignored);
+      socket.close(ignored);
+      return do_accept();
+    }
+    net::post(worker.ioc, [this, &worker, socket = std::move(socket)]() mutable {
+      if (draining.load()) return;
+      start_session(*this, worker, std::move(socket));
+    });
+    do_accept();
+  });
+}
+
+void Server::Impl::on_session_closed() {
+  if (draining.load(std::memory_order_acquire) &&
+      stats.connections_open.load(std::memory_order_acquire) == 0) {
+    stop_all();
+  }
+}
+
+void Server::Impl::stop_all() {
+  if (stopped.exchange(true)) return;
+  for (auto& worker : workers) {
+    net::post(worker->ioc, [w = worker.get()] {
+      w->pool.close_all();
+      w->guard.reset();
+      w->ioc.stop();
+    });
+  }
+  grace_cv.notify_all();
+}
+
+void Server::Impl::begin_shutdown() {
+  if (draining.exchange(true)) return;
+  net::post(workers[0]->ioc, [this] {
+    boost::system::error_code ignored;
+    if (acceptor) acceptor->close(ignored);
+    if (admin_acceptor) admin_acceptor->close(ignored);
+    if (signals) signals->cancel(ignored);
+  });
+  for (auto& worker : workers) {
+    net::post(worker->ioc, [w = worker.get()] {
+      // Copy: draining may close a session, which erases itself from the set.
+      std::vector<Session*> sessions(w->sessions.begin(), w->sessions.end());
+      for (Session* session : sessions) {
+        if (w->sessions.count(session)) drain_session(session);
+      }
+      w->pool.close_all();
+    });
+  }
+  auto grace = load_snapshot()->settings.timeouts.shutdown_grace;
+  grace_thread = std::thread([this, grace] {
+    std::unique_lock lock(grace_mutex);
+    grace_cv.wait_for(lock, grace, [&] { return stopped.load(); });
+    lock.unlock();
+    stop_all();
+  });
+  // With no open connection there is nothing to wait for.
+  net::post(workers[0]->ioc, [this] { on_session_closed(); });
+}
+
+void Server::Impl::request_reload(std::function<void(bool ok, std::string message)> done) {
+  control->submit([this, done = std::move(done)] {
+    std::function<std::string(bool&)> handler;
+    {
+      std::lock_guard lock(handler_mutex);
+      handler = reload_handler;
+    }
+    if (!handler) return done(false, "reload is not configured");
+    bool ok = false;
+    std::string message = handler(ok);
+    done(ok, std::move(message));
+  });
+}
+
+Server::Server(std::shared_ptr<const Snapshot> initial)
+    : impl_(std::make_unique<Impl>(std::move(initial))) {}
+
+Server::~Server() {
+  if (!impl_->workers.empty() && !impl_->stopped.load()) {
+    impl_->begin_shutdown();
+    impl_->stop_all();
+  }
+  wait();
+  if (impl_->grace_thread.joinable()) impl_->grace_thread.join();
+  // I/O objects before the io_contexts they belong to; sessions still queued are destroyed
+  // with their worker while the rest of Impl is alive.
+  impl_->signals.reset();
+  impl_->acceptor.reset();
+  impl_->admin_acceptor.reset();
+  impl_->workers.clear();
+}
+
+namespace {
+
+tcp::endpoint resolve_listen(const HostPort& address) {
+  boost::system::error_code ec;
+  auto ip = net::ip::make_address(address.host == "localhost" ? "127.0.0.1" : address.host, ec);
+  if (ec) {
+    throw std::runtime_error("cannot listen on " + address.to_string() +
+                             ": the host must be an IP address");
+  }
+  return tcp::endpoint(ip, address.port);
+}
+
+void open_listener(std::optional<tcp::acceptor>& acceptor, net::io_context& ioc,
+                   const HostPort& address, const char* what) {
+  tcp::endpoint endpoint = resolve_listen(address);
+  boost::system::error_code ec;
+  acceptor.emplace(ioc);
+  acceptor->open(endpoint.protocol(), ec);
+  if (!ec) acceptor->set_option(net::socket_base::reuse_address(true), ec);
+  if (!ec) acceptor->bind(endpoint, ec);
+  if (!ec) acceptor->listen(net::socket_base::max_listen_connections, ec);
+  if (ec) {
+    throw std::runtime_error(std::string("cannot open the ") + what + " listener on " +
+                             address.to_string() + ": " + ec.message());
+  }
+}
+
+}  // namespace
+
+void Server::start() {
+  const ServerSettings& settings = impl_->initial->settings;
+  unsigned threads = settings.threads ? settings.threads : std::thread::hardware_concurrency();
+  if (threads == 0) threads = 1;
+  for (unsigned i = 0; i < threads; ++i) {
+    auto worker = std::make_unique<Worker>();
+    worker->pool.configure(settings.upstream.pool_max_idle, settings.upstream.pool_idle_timeout);
+    worker->guard.emplace(worker->ioc.get_executor());
+    impl_->workers.push_back(std::move(worker));
+  }
+  open_listener(impl_->acceptor, impl_->workers[0]->ioc, settings.listen, "public");
+  if (settings.admin.port != 0 || settings.admin.host != "") {
+    open_listener(impl_->admin_acceptor, impl_->workers[0]->ioc, settings.admin, "admin");
+  }
+  impl_->port = impl_->acceptor->local_endpoint().port();
+  if (impl_->admin_acceptor) impl_->admin_port = impl_->admin_acceptor->local_endpoint().port();
+  impl_->do_accept();
+  if (impl_->admin_acceptor) impl_->do_accept_admin();
+  for (auto& worker : impl_->workers) {
+    worker->thread = std::thread([w = worker.get()] {
+      // A handler that throws must not take the process down with it.
+      while (true) {
+        try {
+          w->ioc.run();
+          return;
+        } catch (const std::exception& e) {
+          std::fprintf(stderr, "crawlgate: unexpected error on an I/O thread: %s\n", e.what());
+        }
+      }
+    });
+  }
+}
+
+void Server::handle_signals() {
+  auto& signals = impl_->signals.emplace(impl_->workers[0]->ioc, SIGINT, SIGTERM, SIGHUP);
+  signals.add(SIGUSR1);
+  std::signal(SIGPIPE, SIG_IGN);
+  auto handler = std::make_shared<std::function<void(boost::system::error_code, int)>>();
+  *handler = [this, handler](boost::system::error_code ec, int signal_number) {
+    if (ec) return;
+    if (signal_number == SIGINT || signal_number == SIGTERM) {
+      std::fprintf(stderr, "crawlgate: shutting down (signal %d)\n", signal_number);
+      impl_->begin_shutdown();
+      return;
+    }
+    if (signal_number == SIGHUP) {
+      impl_->request_reload([](bool ok, std::string message) {
+        std::fprintf(stderr, "crawlgate: reload %s: %s\n", ok ? "succeeded" : "failed",
+                     message.c_str());
+      });
+    } else if (signal_number == SIGUSR1) {
+      impl_->access_log.reopen();
+    }
+    impl_->signals->async_wait(*handler);
+  };
+  signals.async_wait(*handler);
+}
+
+void Server::wait() {
+  for (auto& worker : impl_->workers) {
+    if (worker->thread.joinable()) worker->thread.join();
+  }
+  if (impl_->grace_thread.joinable()) {
+    impl_->grace_cv.notify_all();
+    impl_->grace_thread.join();
+  }
+  impl_->access_log.flush();
+}
+
+void Server::shutdown() { impl_->begin_shutdown(); }
+
+uint16_t Server::port() const { return impl_->port; }
+
+uint16_t Server::admin_port() const { return impl_->admin_port; }
+
+void Server::publish(std::shared_ptr<const Snapshot> snapshot) {
+  impl_->current.store(std::move(snapshot), std::memory_order_release);
+}
+
+std::shared_ptr<const Snapshot> Server::snapshot() const { return impl_->load_snapshot(); }
+
+std::uint64_t Server::next_generation() const { return impl_->load_snapshot()->generation + 1; }
+
+void Server::set_reload_handler(std::function<std::string(bool& ok)> handler) {
+  std::lock_guard lock(impl_->handler_mutex);
+  impl_->reload_handler = std::move(handler);
+}
+
+void Server::set_metrics_renderer(std::function<std::string()> renderer) {
+  std::lock_guard lock(impl_->handler_mutex);
+  impl_->metrics_renderer = std::move(renderer);
+}
+
+AccessLog& Server::access_log() { return impl_->access_log; }
+
+const ServerStats& Server::stats() const { return impl_->stats; }
+
+}  // namespace crawlgate::proxy

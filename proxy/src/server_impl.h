@@ -1,0 +1,97 @@
+// Internals shared by server.cpp, session.cpp and admin.cpp.
+#pragma once
+
+#include <boost/asio/executor_work_guard.hpp>
+#include <boost/asio/io_context.hpp>
+#include <boost/asio/ip/tcp.hpp>
+#include <boost/asio/signal_set.hpp>
+#include <condition_variable>
+#include <deque>
+#include <memory>
+#include <mutex>
+#include <optional>
+#include <thread>
+#include <unordered_set>
+#include <vector>
+
+#include "crawlgate/proxy/server.h"
+#include "upstream_pool.h"
+
+namespace crawlgate::proxy {
+
+class Session;
+
+// One I/O thread with its own io_context. A connection lives on one worker for its whole life,
+// so its handlers never run concurrently (the worker is its strand), and the upstream pool and
+// the session registry need no locks.
+struct Worker {
+  // Declared before the io_context: sessions still queued when it is destroyed erase
+  // themselves from this set.
+  std::unordered_set<Session*> sessions;  // this worker's thread only
+  net::io_context ioc{1};
+  UpstreamPool pool{ioc};
+  std::optional<net::executor_work_guard<net::io_context::executor_type>> guard;
+  std::thread thread;
+};
+
+// Runs jobs that must stay off the I/O threads (config reloads) one at a time, in order.
+class ControlThread {
+ public:
+  ControlThread();
+  ~ControlThread();
+  void submit(std::function<void()> job);
+
+ private:
+  std::mutex mutex_;
+  std::condition_variable cv_;
+  std::deque<std::function<void()>> jobs_;
+  bool stopping_ = false;
+  std::thread thread_;
+};
+
+struct Server::Impl {
+  explicit Impl(std::shared_ptr<const Snapshot> initial);
+
+  Worker& pick_worker();
+  void do_accept();
+  void do_accept_admin();
+  void begin_shutdown();
+  void on_session_closed();
+  void request_reload(std::function<void(bool ok, std::string message)> done);
+  void stop_all();
+
+  std::shared_ptr<const Snapshot> load_snapshot() const {
+    return current.load(std::memory_order_acquire);
+  }
+
+  std::shared_ptr<const Snapshot> initial;
+  std::atomic<std::shared_ptr<const Snapshot>> current;
+  std::vector<std::unique_ptr<Worker>> workers;
+  std::optional<tcp::acceptor> acceptor;
+  std::optional<tcp::acceptor> admin_acceptor;
+  std::optional<net::signal_set> signals;
+  std::atomic<std::size_t> next_worker{0};
+  uint16_t port = 0;
+  uint16_t admin_port = 0;
+  std::atomic<bool> draining{false};
+  std::atomic<bool> stopped{false};
+  ServerStats stats;
+  AccessLog access_log;
+  std::function<std::string(bool&)> reload_handler;
+  std::function<std::string()> metrics_renderer;
+  std::mutex handler_mutex;  // guards the two handlers above against set-while-running
+
+  std::mutex grace_mutex;
+  std::condition_variable grace_cv;
+  std::thread grace_thread;
+  std::unique_ptr<ControlThread> control;
+};
+
+// Starts a client session on `worker`'s thread.
+void start_session(Server::Impl& server, Worker& worker, tcp::socket socket);
+// Closes an idle keep-alive session, or marks a busy one to close after its response.
+void drain_session(Session* session);
+// Starts an admin-listener session (/healthz, /readyz, /metrics, POST /-/reload).
+void start_admin_session(Server::Impl& server, tcp::socket socket);
+
+}  // namespace crawlgate::proxy

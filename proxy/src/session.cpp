@@ -1,0 +1,884 @@
+// One client connection: read a request head, validate it strictly, run the pipeline, then either
+// answer locally or relay the request and its response, streaming both bodies. Callback style of
+// Beast's http_server_async example: shared_from_this keeps the session alive across operations,
+// and every operation carries a timeout.
+#include <boost/asio/bind_executor.hpp>
+#include <boost/asio/post.hpp>
+#include <boost/asio/steady_timer.hpp>
+#include <boost/asio/strand.hpp>
+#include <boost/beast/core.hpp>
+#include <boost/beast/http.hpp>
+#include <limits>
+#include <memory>
+
+#include "crawlgate/proxy/forwarding.h"
+#include "crawlgate/proxy/request_head.h"
+#include "server_impl.h"
+
+namespace crawlgate::proxy {
+
+namespace beast = boost::beast;
+namespace http = beast::http;
+using error_code = boost::system::error_code;
+
+namespace {
+
+constexpr std::size_t kReadChunk = 4096;
+constexpr std::size_t kRelayBufferSize = 64 * 1024;
+// Beast 1.74 compares `len > body_limit` with an optional, and boost::none compares lower than
+// every length: body_limit(boost::none) rejects every Content-Length body. Use the largest value.
+constexpr std::uint64_t kNoBodyLimit = std::numeric_limits<std::uint64_t>::max();
+
+IpAddress to_ip(const net::ip::address& address) {
+  if (address.is_v4()) return IpAddress::v4(address.to_v4().to_uint());
+  net::ip::address_v6 v6 = address.to_v6();
+  if (v6.is_v4_mapped()) {
+    return IpAddress::v4(net::ip::make_address_v4(net::ip::v4_mapped, v6).to_uint());
+  }
+  std::array<uint8_t, 16> bytes;
+  auto raw = v6.to_bytes();
+  std::copy(raw.begin(), raw.end(), bytes.begin());
+  return IpAddress::v6(bytes);
+}
+
+// RFC 9110 §7.6.1: connection-specific fields a proxy must not forward.
+bool is_hop_by_hop(std::string_view name) {
+  return iequals(name, "connection") || iequals(name, "keep-alive") ||
+         iequals(name, "proxy-connection") || iequals(name, "te") || iequals(name, "trailer") ||
+         iequals(name, "transfer-encoding") || iequals(name, "upgrade") ||
+         iequals(name, "proxy-authenticate") || iequals(name, "proxy-authorization");
+}
+
+bool is_idempotent(std::string_view method) {
+  return method == "GET" || method == "HEAD" || method == "OPTIONS" || method == "TRACE" ||
+         method == "PUT" || method == "DELETE";
+}
+
+bool named_in(std::string_view name, const std::vector<std::string_view>& tokens) {
+  for (std::string_view token : tokens) {
+    if (iequals(token, name)) return true;
+  }
+  return false;
+}
+
+// Connection options of a response: the tokens of its Connection fields.
+std::vector<std::string_view> connection_tokens(const http::fields& fields) {
+  std::vector<std::string_view> tokens;
+  for (auto it = fields.find(http::field::connection); it != fields.end() &&
+                                                        it->name() == http::field::connection;
+       ++it) {
+    std::string_view list = it->value();
+    while (!list.empty()) {
+      std::size_t comma = list.find(',');
+      std::string_view token = list.substr(0, comma);
+      while (!token.empty() && (token.front() == ' ' || token.front() == '\t')) token.remove_prefix(1);
+      while (!token.empty() && (token.back() == ' ' || token.back() == '\t')) token.remove_suffix(1);
+      if (!token.empty()) tokens.push_back(token);
+      if (comma == std::string_view::npos) break;
+      list.remove_prefix(comma + 1);
+    }
+  }
+  return tokens;
+}
+
+}  // namespace
+
+class Session : public std::enable_shared_from_this<Session> {
+ public:
+  Session(Server::Impl& server, Worker& worker, tcp::socket socket)
+      : server_(server), worker_(worker), client_(std::move(socket)) {
+    error_code ec;
+    auto endpoint = client_.socket().remote_endpoint(ec);
+    if (!ec) peer_ = to_ip(endpoint.address());
+    client_.socket().set_option(tcp::no_delay(true), ec);
+    worker_.sessions.insert(this);
+    server_.stats.connections_open.fetch_add(1, std::memory_order_relaxed);
+  }
+
+  ~Session() {
+    worker_.sessions.erase(this);
+    server_.stats.connections_open.fetch_sub(1, std::memory_order_relaxed);
+    server_.on_session_closed();
+  }
+
+  void start() { do_read_head(); }
+
+  // Runs on this session's strand.
+  void drain() {
+    draining_ = true;
+    if (idle_) {
+      error_code ignored;
+      client_.socket().close(ignored);
+    }
+  }
+
+ private:
+  // ---- reading the request head -------------------------------------------------------------
+
+  void do_read_head() {
+    reset_request();
+    if (try_parse_buffered_head()) return;
+    if (buffer_.size() == 0) {
+      if (draining_) return close();
+      // Waiting for the first byte of a request: the idle keep-alive timeout applies (the
+      // header timeout on a fresh connection). Expiry closes the connection silently.
+      idle_ = true;
+      const TimeoutSettings& timeouts = settings().timeouts;
+      client_.expires_after(first_request_ ? timeouts.header_read : timeouts.idle_keepalive);
+    } else {
+      start_head_timer();
+    }
+    client_.async_read_some(buffer_.prepare(kReadChunk),
+                            beast::bind_front_handler(&Session::on_read_head, shared_from_this()));
+  }
+
+  // Once a head has started, it must complete within header_read. tcp_stream's own expiry
+  // would close the socket, leaving no way to answer 408; this timer cancels the read instead.
+  void start_head_timer() {
+    if (head_timer_armed_) return;
+    head_timer_armed_ = true;
+    client_.expires_never();
+    head_timer_.expires_after(settings().timeouts.header_read);
+    head_timer_.async_wait([self = shared_from_this()](error_code ec) {
+      if (ec || !self->head_timer_armed_) return;
+      self->head_timed_out_ = true;
+      error_code ignored;
+      self->client_.socket().cancel(ignored);
+    });
+  }
+
+  void stop_head_timer() {
+    if (!head_timer_armed_) return;
+    head_timer_armed_ = false;
+    head_timer_.cancel();
+  }
+
+  void on_read_head(error_code ec, std::size_t n) {
+    buffer_.commit(n);
+    idle_ = false;
+    if (ec) {
+      // A head that did not complete in time is a slow client: tell it. Anything else (EOF
+      // between requests, reset, idle expiry, drained) just ends the connection.
+      if (head_timed_out_ && buffer_.size() > 0) {
+        return respond_error(408, "The request header was not received in time.", true);
+      }
+      stop_head_timer();
+      return close();
+    }
+    if (try_parse_buffered_head()) return;
+    std::string_view data(static_cast<const char*>(buffer_.data().data()), buffer_.size());
+    if (cannot_be_request(data)) {
+      // TLS handshakes and other protocols: answer at once instead of waiting for a CRLF.
+      stop_head_timer();
+      server_.stats.bad_requests.fetch_add(1, std::memory_order_relaxed);
+      return respond_error(400, "This is not an HTTP/1.1 request.", true);
+    }
+    if (buffer_.size() > settings().limits.max_header_bytes) {
+      stop_head_timer();
+      return respond_error(431, "The request header is too large.", true);
+    }
+    start_head_timer();
+    client_.async_read_some(buffer_.prepare(kReadChunk),
+                            beast::bind_front_handler(&Session::on_read_head, shared_from_this()));
+  }
+
+  // Returns true when a complete head was in the buffer and its handling has started.
+  bool try_parse_buffered_head() {
+    if (buffer_.size() == 0) return false;
+    std::string_view data(static_cast<const char*>(buffer_.data().data()), buffer_.size());
+    std::size_t head_size = find_head_end(data);
+    if (head_size == 0) return false;
+    stop_head_timer();
+    if (head_size > settings().limits.max_header_bytes) {
+      respond_error(431, "The request header is too large.", true);
+      return true;
+    }
+    // Strip the empty lines a client may send before a request, then keep a stable copy: the
+    // RequestView and the log refer to it while the buffer moves on.
+    std::size_t skip = 0;
+    while (skip < head_size && (data[skip] == '\r' || data[skip] == '\n')) ++skip;
+    head_storage_.assign(data.substr(skip, head_size - skip));
+    buffer_.consume(head_size);
+    on_head();
+    return true;
+  }
+
+  void on_head() {
+    start_time_ = std::chrono::system_clock::now();
+    start_steady_ = std::chrono::steady_clock::now();
+    first_request_ = false;
+    server_.stats.requests.fetch_add(1, std::memory_order_relaxed);
+    snapshot_ = server_.load_snapshot();
+
+    std::optional<HeadError> error = parse_request_head(head_storage_, head_);
+    view_.method = head_.method;
+    view_.target = head_.target;
+    view_.version = head_.version;
+    view_.headers = head_.headers;
+    view_.peer_ip = peer_;
+    view_.client_ip = resolve_client_ip(peer_, head_.headers, settings().trusted_proxies);
+    view_.now = start_time_;
+    peer_trusted_ = is_trusted(peer_, settings().trusted_proxies);
+
+    std::string_view offered_id = peer_trusted_ ? view_.header(settings().request_id_header)
+                                                : std::string_view{};
+    context_.request_id = is_acceptable_request_id(offered_id) ? std::string(offered_id)
+                                                               : generate_request_id();
+    if (error) {
+      server_.stats.bad_requests.fetch_add(1, std::memory_order_relaxed);
+      // Never forward or keep a connection whose framing we could not trust.
+      return respond_error(error->status, error->reason, true);
+    }
+    keep_alive_ = head_.keep_alive();
+    std::uint64_t max_body = settings().limits.max_body_bytes;
+    if (max_body != 0 && head_.content_length && *head_.content_length > max_body) {
+      return respond_error(413, "The request body is too large.", true);
+    }
+    if (head_.connection_upgrade && settings().websocket == WebSocketPolicy::kRefuse) {
+      return respond_error(501, "Protocol upgrades (WebSocket) are not supported here.", true);
+    }
+    stage_index_ = 0;
+    run_pipeline();
+  }
+
+  // ---- pipeline ------------------------------------------------------------------------------
+
+  void run_pipeline() {
+    const Pipeline& pipeline = snapshot_->pipeline;
+    while (stage_index_ < pipeline.size()) {
+      StageVerdict verdict = pipeline.at(stage_index_).evaluate(view_, context_, make_resume());
+      if (verdict == StageVerdict::kSuspend) return;  // the stage calls resume later
+      if (verdict == StageVerdict::kRespond) return respond_local();
+      ++stage_index_;
+    }
+    forward();
+  }
+
+  ResumeFn make_resume() {
+    // A copyable callback that resumes at most once, on this session's strand.
+    auto self = shared_from_this();
+    auto fired = std::make_shared<std::atomic<bool>>(false);
+    return [self, fired](StageVerdict verdict) {
+      if (fired->exchange(true)) return;
+      net::post(self->client_.get_executor(), [self, verdict] { self->on_resumed(verdict); });
+    };
+  }
+
+  void on_resumed(StageVerdict verdict) {
+    if (verdict == StageVerdict::kRespond) return respond_local();
+    ++stage_index_;
+    run_pipeline();
+  }
+
+  // ---- local answers ------------------------------------------------------------------------
+
+  void respond_error(int status, std::string_view detail, bool close) {
+    // Errors found before the head was parsed still get an id and a time for the log.
+    if (context_.request_id.empty()) context_.request_id = generate_request_id();
+    if (start_time_.time_since_epoch().count() == 0) {
+      start_time_ = std::chrono::system_clock::now();
+      start_steady_ = std::chrono::steady_clock::now();
+    }
+    context_.response = error_response(status, context_.request_id, detail, close);
+    respond_local();
+  }
+
+  void respond_local() {
+    server_.stats.local_responses.fetch_add(1, std::memory_order_relaxed);
+    LocalResponse& local = *context_.response;
+    // A body we did not read would be taken for the next request: close instead.
+    if (local.close || head_.has_body() || draining_) keep_alive_ = false;
+    local_response_.emplace();
+    auto& res = *local_response_;
+    res.version(head_.version == 10 ? 10 : 11);
+    res.result(static_cast<unsigned>(local.status));
+    res.set(http::field::server, "crawlgate");
+    res.set(http::field::content_type, local.content_type);
+    res.set(settings().request_id_header, context_.request_id);
+    res.set(http::field::cache_control, "no-store");
+    for (const auto& [name, value] : local.headers) res.insert(name, value);
+    res.body() = std::move(local.body);
+    res.prepare_payload();
+    res.keep_alive(keep_alive_);
+    // Say it explicitly, HTTP/1.0 included: the client must not send more on this connection.
+    if (!keep_alive_) res.set(http::field::connection, "close");
+    status_ = local.status;
+    bool head_only = head_.method == "HEAD";
+    bytes_sent_ = head_only ? 0 : res.body().size();
+    local_serializer_.emplace(res);
+    client_.expires_after(settings().timeouts.client_write);
+    if (head_only) {
+      http::async_write_header(
+          client_, *local_serializer_,
+          beast::bind_front_handler(&Session::on_local_written, shared_from_this()));
+    } else {
+      http::async_write(client_, *local_serializer_,
+                        beast::bind_front_handler(&Session::on_local_written, shared_from_this()));
+    }
+  }
+
+  void on_local_written(error_code ec, std::size_t) {
+    if (ec) {
+      status_ = 499;
+      keep_alive_ = false;
+    }
+    finish_request();
+  }
+
+  // ---- relaying to the upstream ------------------------------------------------------------
+
+  void forward() {
+    build_upstream_request();
+    const UpstreamSettings& upstream = settings().upstream;
+    error_code ec;
+    auto address = net::ip::make_address(upstream.address.host, ec);
+    if (!ec) {
+      endpoint_ = tcp::endpoint(address, upstream.address.port);
+      return acquire_upstream();
+    }
+    // A host name: resolve asynchronously (only when no pooled connection can be reused).
+    resolver_.emplace(worker_.ioc);
+    resolver_->async_resolve(
+        upstream.address.host, std::to_string(upstream.address.port),
+        [self = shared_from_this()](error_code ec, tcp::resolver::results_type results) {
+          if (ec || results.empty()) return self->fail_upstream(ec, "resolve");
+          self->endpoint_ = results.begin()->endpoint();
+          self->acquire_upstream();
+        });
+  }
+
+  void build_upstream_request() {
+    auto& req = upstream_request_.emplace();
+    req.method_string(head_.method);
+    if (head_.origin_target.starts_with("?")) {
+      rebuilt_target_ = "/";
+      rebuilt_target_.append(head_.origin_target);
+      req.target(rebuilt_target_);
+    } else {
+      req.target(head_.origin_target);
+    }
+    req.version(11);
+    std::string_view forwarded_for, forwarded_proto, forwarded_host;
+    bool host_written = false;
+    for (const HeaderField& field : head_.headers) {
+      std::string_view name = field.name;
+      if (is_hop_by_hop(name) || named_in(name, head_.connection_tokens)) continue;
+      if (iequals(name, "expect")) continue;  // crawlgate answers 100-continue itself
+      if (iequals(name, settings().request_id_header)) continue;
+      if (iequals(name, "x-forwarded-for")) {
+        if (peer_trusted_) forwarded_for = field.value;  // the last one; chained below
+        continue;
+      }
+      if (iequals(name, "x-forwarded-proto")) {
+        if (peer_trusted_) forwarded_proto = field.value;
+        continue;
+      }
+      if (iequals(name, "x-forwarded-host")) {
+        if (peer_trusted_) forwarded_host = field.value;
+        continue;
+      }
+      if (iequals(name, "host")) {
+        // Absolute-form: its authority replaces Host (RFC 9112 §3.2.2).
+        req.insert(http::field::host, head_.host);
+        host_written = true;
+        continue;
+      }
+      req.insert(name, field.value);
+    }
+    if (!host_written) {
+      req.insert(http::field::host,
+                 head_.host_from_target ? std::string(head_.host)
+                                        : settings().upstream.address.to_string());
+    }
+    if (head_.connection_upgrade) {
+      req.set(http::field::connection, "upgrade");
+      req.set(http::field::upgrade, view_.header("upgrade"));
+    }
+    // A trusted proxy's chain is extended; anyone else's claims are replaced by what we saw.
+    std::string peer_text = peer_.to_string();
+    if (!forwarded_for.empty()) {
+      std::string chain(forwarded_for);
+      chain.append(", ").append(peer_text);
+      req.set("X-Forwarded-For", chain);
+    } else {
+      req.set("X-Forwarded-For", peer_text);
+    }
+    req.set("X-Forwarded-Proto", forwarded_proto.empty() ? std::string_view("http")
+                                                         : forwarded_proto);
+    req.set("X-Forwarded-Host", forwarded_host.empty() ? head_.host : forwarded_host);
+    req.set(settings().request_id_header, context_.request_id);
+    if (head_.chunked) {
+      req.chunked(true);
+    } else if (head_.content_length) {
+      req.content_length(*head_.content_length);
+    }
+    req.body().data = nullptr;
+    req.body().size = 0;
+    req.body().more = head_.has_body();
+  }
+
+  void acquire_upstream() {
+    if (std::optional<tcp::socket> pooled = worker_.pool.acquire(endpoint_)) {
+      upstream_.emplace(std::move(*pooled));
+      upstream_reused_ = true;
+      server_.stats.upstream_reused.fetch_add(1, std::memory_order_relaxed);
+      return write_upstream_head();
+    }
+    connect_upstream();
+  }
+
+  void connect_upstream() {
+    upstream_reused_ = false;
+    upstream_.emplace(worker_.ioc);
+    upstream_->expires_after(settings().upstream.connect_timeout);
+    upstream_->async_connect(endpoint_, [self = shared_from_this()](error_code ec) {
+      if (ec) return self->fail_upstream(ec, "connect");
+      error_code ignored;
+      self->upstream_->socket().set_option(tcp::no_delay(true), ignored);
+      self->write_upstream_head();
+    });
+  }
+
+  void write_upstream_head() {
+    upstream_serializer_.emplace(*upstream_request_);
+    upstream_->expires_after(settings().upstream.response_timeout);
+    http::async_write_header(
+        *upstream_, *upstream_serializer_,
+        beast::bind_front_handler(&Session::on_upstream_head_written, shared_from_this()));
+  }
+
+  void on_upstream_head_written(error_code ec, std::size_t) {
+    if (ec) return fail_upstream(ec, "write");
+    if (!head_.has_body()) return read_upstream_response();
+    request_body_started_ = true;
+    request_parser_.emplace();
+    request_parser_->header_limit(static_cast<std::uint32_t>(head_storage_.size() + 1));
+    std::uint64_t max_body = settings().limits.max_body_bytes;
+    request_parser_->body_limit(max_body == 0 ? kNoBodyLimit : max_body);
+    // Let Beast's parser decode the body framing we already validated: give it the head.
+    error_code put_ec;
+    request_parser_->put(net::buffer(head_storage_.data(), head_storage_.size()), put_ec);
+    if (put_ec || !request_parser_->is_header_done()) {
+      return respond_error(400, "The request could not be framed.", true);
+    }
+    relay_buffer_ = std::make_unique<char[]>(kRelayBufferSize);
+    if (head_.expect_continue) {
+      static constexpr std::string_view kContinue = "HTTP/1.1 100 Continue\r\n\r\n";
+      client_.expires_after(settings().timeouts.client_write);
+      return net::async_write(client_, net::buffer(kContinue.data(), kContinue.size()),
+                              [self = shared_from_this()](error_code ec, std::size_t) {
+                                if (ec) return self->abort_both();
+                                self->read_request_body();
+                              });
+    }
+    read_request_body();
+  }
+
+  void read_request_body() {
+    if (request_parser_->is_done()) return write_request_body(0);
+    request_parser_->get().body().data = relay_buffer_.get();
+    request_parser_->get().body().size = kRelayBufferSize;
+    client_.expires_after(settings().timeouts.body_read);
+    http::async_read_some(client_, buffer_, *request_parser_,
+                          beast::bind_front_handler(&Session::on_request_body_read,
+                                                    shared_from_this()));
+  }
+
+  void on_request_body_read(error_code ec, std::size_t) {
+    if (ec == http::error::need_buffer) ec = {};
+    if (ec == http::error::body_limit) {
+      close_upstream();
+      return respond_error(413, "The request body is too large.", true);
+    }
+    if (ec) {
+      // The client went away or sent a broken body: the upstream got a partial request, so
+      // that connection is spoiled too.
+      if (ec == beast::error::timeout) {
+        close_upstream();
+        return respond_error(408, "The request body was not received in time.", true);
+      }
+      if (ec == http::error::bad_chunk || ec == http::error::bad_chunk_extension ||
+          ec == http::error::bad_transfer_encoding) {
+        close_upstream();
+        server_.stats.bad_requests.fetch_add(1, std::memory_order_relaxed);
+        return respond_error(400, "The chunked request body is malformed.", true);
+      }
+      return abort_both();
+    }
+    write_request_body(kRelayBufferSize - request_parser_->get().body().size);
+  }
+
+  void write_request_body(std::size_t n) {
+    auto& body = upstream_request_->body();
+    body.data = n ? relay_buffer_.get() : nullptr;
+    body.size = n;
+    body.more = !request_parser_->is_done();
+    upstream_->expires_after(settings().upstream.response_timeout);
+    http::async_write(*upstream_, *upstream_serializer_,
+                      beast::bind_front_handler(&Session::on_request_body_written,
+                                                shared_from_this()));
+  }
+
+  void on_request_body_written(error_code ec, std::size_t) {
+    if (ec == http::error::need_buffer) ec = {};
+    if (ec && ec != beast::error::timeout && !upstream_answered_early_) {
+      // The upstream may have answered (413, 401, 501...) and closed before taking the whole
+      // body: relay that answer rather than a 502, and close the client connection, whose
+      // unread body would otherwise be taken for the next request.
+      upstream_answered_early_ = true;
+      keep_alive_ = false;
+      return read_upstream_response();
+    }
+    if (ec) return fail_upstream(ec, "write");
+    if (!request_parser_->is_done()) return read_request_body();
+    if (!upstream_serializer_->is_done()) return write_request_body(0);
+    read_upstream_response();
+  }
+
+  void read_upstream_response() {
+    response_parser_.emplace();
+    response_parser_->header_limit(
+        static_cast<std::uint32_t>(settings().limits.max_response_header_bytes));
+    response_parser_->body_limit(kNoBodyLimit);
+    if (head_.method == "HEAD") response_parser_->skip(true);
+    upstream_->expires_after(settings().upstream.response_timeout);
+    http::async_read_header(*upstream_, upstream_buffer_, *response_parser_,
+                            beast::bind_front_handler(&Session::on_upstream_response_head,
+                                                      shared_from_this()));
+  }
+
+  void on_upstream_response_head(error_code ec, std::size_t) {
+    if (ec) return fail_upstream(ec, "read");
+    auto& upstream_response = response_parser_->get();
+    unsigned status = upstream_response.result_int();
+    if (status == 101 && head_.connection_upgrade) return start_tunnel();
+    if (status >= 100 && status < 200) {
+      // Interim answers (100, 103): crawlgate handles Expect itself; drop them and read on.
+      return read_upstream_response();
+    }
+    status_ = static_cast<int>(status);
+    upstream_keep_alive_ = upstream_response.keep_alive();
+
+    auto& res = client_response_.emplace();
+    res.version(head_.version == 10 ? 10 : 11);
+    res.result(status);
+    res.reason(upstream_response.reason());
+    std::vector<std::string_view> options = connection_tokens(upstream_response);
+    for (const auto& field : upstream_response) {
+      std::string_view name = field.name_string();
+      if (is_hop_by_hop(name) || named_in(name, options)) continue;
+      res.insert(name, field.value());
+    }
+    bool no_body = head_.method == "HEAD" || status == 204 || status == 304;
+    response_has_body_ = !no_body;
+    if (!no_body) {
+      if (response_parser_->chunked() || !response_parser_->content_length()) {
+        // Re-frame: chunked for HTTP/1.1 clients, close-delimited for HTTP/1.0 ones.
+        res.erase(http::field::content_length);
+        if (head_.version == 10) {
+          keep_alive_ = false;
+        } else {
+          res.chunked(true);
+        }
+      }
+    }
+    if (draining_) keep_alive_ = false;
+    res.keep_alive(keep_alive_);
+    res.body().data = nullptr;
+    res.body().size = 0;
+    res.body().more = response_has_body_;
+    client_serializer_.emplace(res);
+    client_.expires_after(settings().timeouts.client_write);
+    http::async_write_header(
+        client_, *client_serializer_,
+        beast::bind_front_handler(&Session::on_client_head_written, shared_from_this()));
+  }
+
+  void on_client_head_written(error_code ec, std::size_t) {
+    if (ec) return abort_both();
+    if (!response_has_body_) {
+      // HEAD/204/304 or a parser told to skip: nothing more will come on this response.
+      return finish_upstream_exchange();
+    }
+    if (!relay_buffer_) relay_buffer_ = std::make_unique<char[]>(kRelayBufferSize);
+    read_response_body();
+  }
+
+  void read_response_body() {
+    if (response_parser_->is_done()) return write_response_body(0);
+    response_parser_->get().body().data = relay_buffer_.get();
+    response_parser_->get().body().size = kRelayBufferSize;
+    upstream_->expires_after(settings().upstream.response_timeout);
+    http::async_read_some(*upstream_, upstream_buffer_, *response_parser_,
+                          beast::bind_front_handler(&Session::on_response_body_read,
+                                                    shared_from_this()));
+  }
+
+  void on_response_body_read(error_code ec, std::size_t) {
+    if (ec == http::error::need_buffer) ec = {};
+    if (ec) {
+      // The header is already out: the only honest signal left is closing the connection.
+      count_upstream_error(ec);
+      status_ = status_ ? status_ : 502;
+      return abort_both();
+    }
+    write_response_body(kRelayBufferSize - response_parser_->get().body().size);
+  }
+
+  void write_response_body(std::size_t n) {
+    auto& body = client_response_->body();
+    body.data = n ? relay_buffer_.get() : nullptr;
+    body.size = n;
+    body.more = !response_parser_->is_done();
+    bytes_sent_ += n;
+    client_.expires_after(settings().timeouts.client_write);
+    http::async_write(client_, *client_serializer_,
+                      beast::bind_front_handler(&Session::on_response_body_written,
+                                                shared_from_this()));
+  }
+
+  void on_response_body_written(error_code ec, std::size_t) {
+    if (ec == http::error::need_buffer) ec = {};
+    if (ec) return abort_both();
+    if (!response_parser_->is_done()) return read_response_body();
+    if (!client_serializer_->is_done()) return write_response_body(0);
+    finish_upstream_exchange();
+  }
+
+  void finish_upstream_exchange() {
+    bool reusable = upstream_keep_alive_ && response_parser_->is_done() &&
+                    !response_parser_->need_eof() && upstream_buffer_.size() == 0 &&
+                    (!request_parser_ || request_parser_->is_done());
+    if (reusable) {
+      upstream_->expires_never();
+      worker_.pool.release(upstream_->release_socket(), endpoint_);
+    } else {
+      close_upstream();
+    }
+    upstream_.reset();
+    finish_request();
+  }
+
+  // ---- WebSocket and other upgrades: a byte tunnel after the 101 ---------------------------
+
+  void start_tunnel() {
+    server_.stats.websocket_tunnels.fetch_add(1, std::memory_order_relaxed);
+    status_ = 101;
+    keep_alive_ = false;
+    auto& upstream_response = response_parser_->get();
+    auto& res = client_response_.emplace();
+    res.version(11);
+    res.result(http::status::switching_protocols);
+    for (const auto& field : upstream_response) res.insert(field.name_string(), field.value());
+    res.body().more = false;
+    client_serializer_.emplace(res);
+    client_.expires_after(settings().timeouts.client_write);
+    http::async_write_header(client_, *client_serializer_,
+                             [self = shared_from_this()](error_code ec, std::size_t) {
+                               if (ec) return self->abort_both();
+                               self->log_request();
+                               self->tunnel_pump(true);
+                               self->tunnel_pump(false);
+                             });
+  }
+
+  // Moves bytes one way: client->upstream when `upstream_bound`, else upstream->client. Bytes
+  // the parsers had already buffered go first.
+  void tunnel_pump(bool upstream_bound) {
+    beast::flat_buffer& pending = upstream_bound ? buffer_ : upstream_buffer_;
+    beast::tcp_stream& to = upstream_bound ? *upstream_ : client_;
+    beast::tcp_stream& from = upstream_bound ? client_ : *upstream_;
+    auto self = shared_from_this();
+    if (pending.size() > 0) {
+      to.expires_after(settings().timeouts.idle_keepalive);
+      net::async_write(to, pending.data(), [self, upstream_bound](error_code ec, std::size_t n) {
+        if (ec) return self->abort_both();
+        (upstream_bound ? self->buffer_ : self->upstream_buffer_).consume(n);
+        self->tunnel_pump(upstream_bound);
+      });
+      return;
+    }
+    from.expires_after(settings().timeouts.idle_keepalive);
+    from.async_read_some(pending.prepare(16 * 1024),
+                         [self, upstream_bound](error_code ec, std::size_t n) {
+                           (upstream_bound ? self->buffer_ : self->upstream_buffer_).commit(n);
+                           if (ec) return self->abort_both();
+                           self->tunnel_pump(upstream_bound);
+                         });
+  }
+
+  // ---- errors and endings -------------------------------------------------------------------
+
+  void count_upstream_error(error_code ec) {
+    if (ec == beast::error::timeout) {
+      server_.stats.upstream_timeouts.fetch_add(1, std::memory_order_relaxed);
+    } else {
+      server_.stats.upstream_errors.fetch_add(1, std::memory_order_relaxed);
+    }
+  }
+
+  void fail_upstream(error_code ec, std::string_view stage) {
+    // A pooled connection the upstream closed just as we reused it: the request never reached
+    // the application. One fresh attempt is safe for an idempotent request without a body
+    // (RFC 9110 §9.2.2); anything else gets its 502.
+    bool retry = upstream_reused_ && !request_body_started_ && ec != beast::error::timeout &&
+                 (stage == "write" || stage == "read") && is_idempotent(head_.method);
+    close_upstream();
+    if (retry) {
+      response_parser_.reset();
+      upstream_buffer_.clear();
+      return connect_upstream();
+    }
+    if (stage == "connect" || stage == "resolve") {
+      server_.stats.upstream_connect_errors.fetch_add(1, std::memory_order_relaxed);
+      return respond_error(502, "The site behind this proxy could not be reached.", true);
+    }
+    count_upstream_error(ec);
+    if (ec == beast::error::timeout) {
+      return respond_error(504, "The site behind this proxy did not answer in time.", true);
+    }
+    respond_error(502, "The site behind this proxy gave an invalid or no answer.", true);
+  }
+
+  void close_upstream() {
+    if (!upstream_) return;
+    error_code ignored;
+    upstream_->socket().shutdown(tcp::socket::shutdown_both, ignored);
+    upstream_->socket().close(ignored);
+  }
+
+  void abort_both() {
+    close_upstream();
+    keep_alive_ = false;
+    if (status_ == 0) status_ = 499;
+    if (!logged_) log_request();
+    close();
+  }
+
+  void finish_request() {
+    log_request();
+    if (!keep_alive_ || draining_) return close();
+    do_read_head();
+  }
+
+  void log_request() {
+    logged_ = true;
+    if (!server_.access_log.enabled()) return;
+    AccessLogEntry entry;
+    entry.start = start_time_;
+    entry.client = view_.client_ip;
+    entry.peer = peer_;
+    entry.method = head_.method;
+    entry.target = head_.target;
+    entry.version = head_.version;
+    entry.headers = head_.headers;
+    entry.status = status_;
+    entry.bytes = bytes_sent_;
+    entry.duration_ms =
+        std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - start_steady_)
+            .count();
+    entry.request_id = context_.request_id;
+    entry.context = &context_;
+    if (entry.method.empty()) {
+      // The head could not be parsed: log what can be said without echoing garbage.
+      entry.method = "-";
+      entry.target = "-";
+    }
+    server_.access_log.log(entry);
+  }
+
+  void close() {
+    stop_head_timer();
+    error_code ignored;
+    client_.socket().shutdown(tcp::socket::shutdown_send, ignored);
+    client_.socket().close(ignored);
+    close_upstream();
+  }
+
+  void reset_request() {
+    head_ = RequestHead{};
+    view_ = RequestView{};
+    context_ = RequestContext{};
+    snapshot_ = server_.load_snapshot();
+    status_ = 0;
+    bytes_sent_ = 0;
+    start_time_ = {};
+    logged_ = false;
+    head_timed_out_ = false;
+    request_body_started_ = false;
+    upstream_answered_early_ = false;
+    upstream_reused_ = false;
+    upstream_keep_alive_ = false;
+    response_has_body_ = false;
+    request_parser_.reset();
+    response_parser_.reset();
+    upstream_serializer_.reset();
+    upstream_request_.reset();
+    client_serializer_.reset();
+    client_response_.reset();
+    local_serializer_.reset();
+    local_response_.reset();
+    relay_buffer_.reset();
+    upstream_buffer_.clear();
+    upstream_.reset();
+    resolver_.reset();
+  }
+
+  const ServerSettings& settings() const { return snapshot_->settings; }
+
+  Server::Impl& server_;
+  Worker& worker_;
+  beast::tcp_stream client_;
+  beast::flat_buffer buffer_;
+  IpAddress peer_;
+  bool first_request_ = true;
+  bool draining_ = false;
+  bool idle_ = false;
+  bool head_timer_armed_ = false;
+  bool head_timed_out_ = false;
+  net::steady_timer head_timer_{worker_.ioc};
+
+  // Per request.
+  std::shared_ptr<const Snapshot> snapshot_ = server_.load_snapshot();
+  std::string head_storage_;
+  RequestHead head_;
+  RequestView view_;
+  RequestContext context_;
+  std::size_t stage_index_ = 0;
+  std::chrono::system_clock::time_point start_time_;
+  std::chrono::steady_clock::time_point start_steady_;
+  bool peer_trusted_ = false;
+  bool keep_alive_ = false;
+  int status_ = 0;
+  std::uint64_t bytes_sent_ = 0;
+  bool logged_ = false;
+
+  std::optional<http::response<http::string_body>> local_response_;
+  std::optional<http::response_serializer<http::string_body>> local_serializer_;
+
+  tcp::endpoint endpoint_;
+  std::optional<tcp::resolver> resolver_;
+  std::optional<beast::tcp_stream> upstream_;
+  bool upstream_reused_ = false;
+  bool upstream_keep_alive_ = false;
+  bool request_body_started_ = false;
+  bool upstream_answered_early_ = false;
+  bool response_has_body_ = false;
+  std::string rebuilt_target_;
+  beast::flat_buffer upstream_buffer_;
+  std::unique_ptr<char[]> relay_buffer_;
+  std::optional<http::request<http::buffer_body>> upstream_request_;
+  std::optional<http::request_serializer<http::buffer_body>> upstream_serializer_;
+  std::optional<http::request_parser<http::buffer_body>> request_parser_;
+  std::optional<http::response_parser<http::buffer_body>> response_parser_;
+  std::optional<http::response<http::buffer_body>> client_response_;
+  std::optional<http::response_serializer<http::buffer_body>> client_serializer_;
+};
+
+void start_session(Server::Impl& server, Worker& worker, tcp::socket socket) {
+  std::make_shared<Session>(server, worker, std::move(socket))->start();
+}
+
+void drain_session(Session* session) { session->drain(); }
+
+}  // namespace crawlgate::proxy

@@ -1,0 +1,50 @@
+// Idle keep-alive connections to the upstream, per I/O thread. Each io_context is run by exactly
+// one thread, so the pool needs no lock. Bounded in size; idle connections older than the idle
+// timeout are closed by a sweep timer that only runs while the pool holds something.
+#pragma once
+
+#include <boost/asio/ip/tcp.hpp>
+#include <boost/asio/steady_timer.hpp>
+#include <chrono>
+#include <deque>
+#include <optional>
+
+namespace crawlgate::proxy {
+
+namespace net = boost::asio;
+using tcp = net::ip::tcp;
+
+class UpstreamPool {
+ public:
+  explicit UpstreamPool(net::io_context& ioc) : sweep_timer_(ioc) {}
+
+  void configure(std::size_t max_idle, std::chrono::milliseconds idle_timeout) {
+    max_idle_ = max_idle;
+    idle_timeout_ = idle_timeout;
+  }
+
+  // The most recently used idle connection to `endpoint` that the upstream has not closed.
+  std::optional<tcp::socket> acquire(const tcp::endpoint& endpoint);
+  void release(tcp::socket socket, const tcp::endpoint& endpoint);
+  void close_all();
+  std::size_t idle_count() const { return idle_.size(); }
+  std::uint64_t reused() const { return reused_; }
+
+ private:
+  struct Idle {
+    tcp::socket socket;
+    tcp::endpoint endpoint;
+    std::chrono::steady_clock::time_point since;
+  };
+  void schedule_sweep();
+  void sweep();
+
+  std::deque<Idle> idle_;  // oldest at the front
+  std::size_t max_idle_ = 64;
+  std::chrono::milliseconds idle_timeout_{30'000};
+  net::steady_timer sweep_timer_;
+  bool sweep_scheduled_ = false;
+  std::uint64_t reused_ = 0;
+};
+
+}  // namespace crawlgate::proxy

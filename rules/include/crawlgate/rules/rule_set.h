@@ -1,0 +1,169 @@
+// The compiled, immutable form of a Config's rules: every regex of every rule in one Hyperscan
+// database scanned once per request over a joined buffer of the fields, plus one prefix-tree lookup
+// for remote_addresses. Per-request cost depends on what matched, not on the number of rules.
+#pragma once
+
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "crawlgate/rules/config.h"
+#include "crawlgate/rules/request_view.h"
+
+struct hs_database;
+struct hs_scratch;
+
+namespace crawlgate {
+
+struct HsDatabaseDeleter {
+  void operator()(hs_database* database) const;
+};
+struct HsScratchDeleter {
+  void operator()(hs_scratch* scratch) const;
+};
+using HsDatabasePtr = std::unique_ptr<hs_database, HsDatabaseDeleter>;
+using HsScratchPtr = std::unique_ptr<hs_scratch, HsScratchDeleter>;
+
+// One matching rule. The string views point into the RuleSet, which must outlive them.
+struct RuleMatch {
+  uint32_t rule_index = 0;
+  std::string_view rule_name;
+  std::string_view class_name;  // "" for a rule that gives only an action
+  Action action = Action::kAllow;
+  bool enforced = true;
+  int deny_status = 403;
+  std::string_view deny_body;
+};
+
+// The outcome for one request. The winner is the lowest-index matching rule with enforce: true;
+// when none matches, the lowest-index matching shadow-mode rule (enforced == false: log and count
+// it, let the request through). Shadow rules never hide enforced rules after them.
+struct Decision {
+  static constexpr uint32_t kNoRule = UINT32_MAX;
+  uint32_t rule_index = kNoRule;
+  std::string_view rule_name;
+  std::string_view class_name;
+  Action action = Action::kAllow;
+  bool enforced = false;
+  int deny_status = 0;
+  std::string_view deny_body;
+  // The first shadow-mode rule that matched before an enforced winner (kNoRule when none, or when
+  // the winner is itself a shadow rule): what a shadow rule would have changed.
+  uint32_t shadow_rule_index = kNoRule;
+
+  bool matched() const { return rule_index != kNoRule; }
+};
+
+class RuleSet;
+
+// Per-thread working memory for RuleSet::evaluate. Bound lazily to one compiled RuleSet (by its
+// generation number) and rebuilt when a different RuleSet is evaluated, e.g. after a reload.
+class MatchScratch {
+ public:
+  MatchScratch();
+  ~MatchScratch();
+  MatchScratch(MatchScratch&&) noexcept;
+  MatchScratch& operator=(MatchScratch&&) noexcept;
+  MatchScratch(const MatchScratch&) = delete;
+  MatchScratch& operator=(const MatchScratch&) = delete;
+
+ private:
+  friend class RuleSet;
+  uint64_t generation_ = 0;
+  HsScratchPtr hs_scratch_;
+  std::string buffer_;                 // the joined fields of the current request
+  std::vector<uint32_t> field_end_;    // per field slot: offset of the '\n' ending its value
+  std::vector<uint32_t> field_epoch_;  // per header slot: == epoch_ when present in buffer_
+  std::vector<uint32_t> leaf_epoch_;   // per leaf: == epoch_ when it matched this request
+  std::vector<uint32_t> rule_epoch_;   // per rule: == epoch_ when already a candidate
+  std::vector<uint32_t> candidates_;   // rules with a matched leaf, this request
+  uint32_t epoch_ = 0;
+};
+
+struct CompileResult;
+
+class RuleSet {
+ public:
+  ~RuleSet();
+
+  // Compiles all rules of `config`. Every bad pattern is reported, each with its file:line.
+  static CompileResult compile(const Config& config);
+
+  // The first matching rule (see Decision). Thread-safe with one MatchScratch per thread.
+  Decision evaluate(const RequestView& request, MatchScratch& scratch) const;
+
+  // Every matching rule in rule order, enforced or not (for `crawlgate explain`).
+  std::vector<RuleMatch> explain(const RequestView& request, MatchScratch& scratch) const;
+  std::vector<RuleMatch> explain(const RequestView& request) const;
+
+  std::size_t rule_count() const { return rules_.size(); }
+  std::size_t pattern_count() const { return patterns_.size(); }
+  RuleMatch rule(uint32_t index) const;
+  // Unique per compiled RuleSet in this process; MatchScratch is keyed by it.
+  uint64_t generation() const { return generation_; }
+
+ private:
+  struct Rule {
+    std::string name;
+    std::string class_name;
+    Action action;
+    bool enforced;
+    int deny_status;
+    std::string deny_body;
+    uint32_t root;  // index into nodes_
+  };
+  enum class Op : uint8_t { kLeaf, kAll, kAny, kNot };
+  struct Node {
+    Op op;
+    uint32_t first;  // kLeaf: the leaf id; otherwise the first index into children_
+    uint32_t count;  // number of children
+  };
+  struct PatternTarget {
+    uint32_t leaf;
+    uint32_t slot;  // the field whose value the pattern must match within
+  };
+  class CidrTree;
+  friend class RuleSetBuilder;
+
+  RuleSet();
+  void prepare(MatchScratch& scratch) const;
+  // Scans the request and marks matched leaves; fills scratch.candidates_ (unsorted).
+  void mark_leaves(const RequestView& request, MatchScratch& scratch) const;
+  void build_buffer(const RequestView& request, MatchScratch& scratch) const;
+  void mark_leaf(uint32_t leaf, MatchScratch& scratch) const;
+  bool holds(uint32_t node, const MatchScratch& scratch) const;
+  // The value of a condition tree when none of its leaves matched.
+  bool holds_when_nothing_matched(uint32_t node) const;
+  // Calls `visit(rule)` for each rule that may match, in rule order, until it returns false.
+  template <typename Visit>
+  void for_each_candidate(MatchScratch& scratch, Visit&& visit) const;
+  static int on_match(unsigned int id, unsigned long long from, unsigned long long to,
+                      unsigned int flags, void* context);
+
+  uint64_t generation_ = 0;
+  std::vector<Rule> rules_;
+  std::vector<Node> nodes_;
+  std::vector<uint32_t> children_;
+  std::vector<uint32_t> leaf_rule_;      // leaf id -> rule index
+  std::vector<bool> leaf_triggers_;      // leaf id -> under an even number of `not`s
+  std::vector<PatternTarget> patterns_;  // Hyperscan id -> leaf and field
+  std::vector<uint32_t> always_rules_;   // rules that can hold with no matched leaf, sorted
+  std::vector<std::string> header_names_;  // header field slots (slot kFirstHeaderSlot + i)
+  std::vector<std::string> header_tags_;
+  bool uses_user_agent_ = false;
+  bool uses_target_ = false;
+  bool uses_method_ = false;
+  HsDatabasePtr database_;
+  HsScratchPtr prototype_scratch_;
+  std::unique_ptr<CidrTree> cidr_tree_;
+};
+
+struct CompileResult {
+  std::shared_ptr<const RuleSet> rule_set;
+  std::vector<ConfigError> errors;
+  bool ok() const { return errors.empty() && rule_set; }
+};
+
+}  // namespace crawlgate

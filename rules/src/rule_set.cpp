@@ -1,0 +1,738 @@
+#include "crawlgate/rules/rule_set.h"
+
+#include <hs/hs.h>
+
+#include <algorithm>
+#include <array>
+#include <atomic>
+#include <cstring>
+#include <functional>
+#include <utility>
+
+namespace crawlgate {
+
+void HsDatabaseDeleter::operator()(hs_database* database) const { hs_free_database(database); }
+void HsScratchDeleter::operator()(hs_scratch* scratch) const { hs_free_scratch(scratch); }
+
+MatchScratch::MatchScratch() = default;
+MatchScratch::~MatchScratch() = default;
+MatchScratch::MatchScratch(MatchScratch&&) noexcept = default;
+MatchScratch& MatchScratch::operator=(MatchScratch&&) noexcept = default;
+
+namespace {
+
+// The joined scan buffer holds one line per field, each preceded by a tag line:
+//   "\x01U\n<user-agent>\n\x01T\n<target>\n\x01M\n<method>\n\x01H<header-name>\n<value>\n"
+// Every pattern is compiled as TAG [\s\S]* (?:REGEX) in multi-line mode, so ^ and $ in a rule's
+// regex mean the start and end of its field. A match is accepted only when it ends inside the
+// field that follows the tag (checked against the field's end offset): with the tag unique in the
+// buffer, the whole match then lies within that field. Values have '\n' and '\x01' replaced so
+// they cannot forge a tag or a line end.
+constexpr uint32_t kUserAgentSlot = 0;
+constexpr uint32_t kTargetSlot = 1;
+constexpr uint32_t kMethodSlot = 2;
+constexpr uint32_t kFirstHeaderSlot = 3;
+constexpr std::string_view kUserAgentTag = "\x01U\n";
+constexpr std::string_view kTargetTag = "\x01T\n";
+constexpr std::string_view kMethodTag = "\x01M\n";
+
+bool is_word_char(char c) {
+  return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '_';
+}
+
+// Escapes every byte that is not a letter, digit or '_', so the text matches literally.
+std::string escape_literal(std::string_view text) {
+  static const char kHex[] = "0123456789abcdef";
+  std::string out;
+  for (char c : text) {
+    auto byte = static_cast<unsigned char>(c);
+    if (is_word_char(c)) {
+      out += c;
+    } else if (byte >= 0x21 && byte < 0x7f) {
+      out += '\\';
+      out += c;
+    } else {
+      out += "\\x";
+      out += kHex[byte >> 4];
+      out += kHex[byte & 15];
+    }
+  }
+  return out;
+}
+
+// Hyperscan rejects ^ anywhere but at the start of an expression, and a rule's regex comes after
+// its field tag. Each ^ outside a character class becomes \n, which in the scan buffer is the line
+// break right before the field (the value itself holds none). Returns false when there is no ^.
+bool rewrite_start_anchors(std::string_view regex, std::string& out) {
+  out.clear();
+  bool found = false;
+  bool in_class = false;
+  for (std::size_t i = 0; i < regex.size(); ++i) {
+    char c = regex[i];
+    if (c == '\\' && i + 1 < regex.size()) {
+      if (regex[i + 1] == 'Q') {
+        // \Q...\E quotes everything up to \E.
+        std::size_t end = regex.find("\\E", i + 2);
+        std::size_t stop = end == std::string_view::npos ? regex.size() : end + 2;
+        out.append(regex.substr(i, stop - i));
+        i = stop - 1;
+        continue;
+      }
+      out += c;
+      out += regex[++i];
+      continue;
+    }
+    if (in_class) {
+      if (c == ']') in_class = false;
+      out += c;
+      continue;
+    }
+    if (c == '[') {
+      in_class = true;
+      out += c;
+      // A ']' right after '[' or '[^' is a literal member, not the end of the class.
+      if (i + 1 < regex.size() && regex[i + 1] == '^') out += regex[++i];
+      if (i + 1 < regex.size() && regex[i + 1] == ']') out += regex[++i];
+      continue;
+    }
+    if (c == '^') {
+      out += "\\n";
+      found = true;
+      continue;
+    }
+    out += c;
+  }
+  return found;
+}
+
+// A product token such as GPTBot or ChatGPT-User. The characters that continue a token are
+// letters, digits, '_' and '-': so GPTBot matches "GPTBot/1.1" and "(GPTBot;" but not
+// "NotGPTBotty", and ChatGPT does not match "ChatGPT-User" (a different product).
+std::string token_regex(std::string_view token) {
+  constexpr std::string_view kOutside = "[^A-Za-z0-9_\\n-]";
+  auto continues = [](char c) { return is_word_char(c) || c == '-'; };
+  std::string out;
+  if (continues(token.front())) out += "(?:^|" + std::string(kOutside) + ")";
+  out += escape_literal(token);
+  if (continues(token.back())) out += "(?:$|" + std::string(kOutside) + ")";
+  return out;
+}
+
+// Escapes such as \A and \z would anchor to the joined buffer instead of the field.
+std::string find_buffer_anchor(std::string_view regex) {
+  for (std::size_t i = 0; i + 1 < regex.size(); ++i) {
+    if (regex[i] != '\\') continue;
+    char next = regex[i + 1];
+    if (next == 'A' || next == 'z' || next == 'Z' || next == 'G') return std::string("\\") + next;
+    ++i;
+  }
+  return {};
+}
+
+std::string hint_for(const std::string& message) {
+  std::string lower = message;
+  std::transform(lower.begin(), lower.end(), lower.begin(),
+                 [](unsigned char c) { return static_cast<char>(std::tolower(c)); });
+  if (lower.find("look") != std::string::npos || lower.find("backref") != std::string::npos ||
+      lower.find("back-ref") != std::string::npos || lower.find("assert") != std::string::npos) {
+    return " (lookaround and back-references are not supported: express the exclusion with a "
+           "`not:` condition or split the pattern)";
+  }
+  return {};
+}
+
+struct CompileErrorDeleter {
+  void operator()(hs_compile_error_t* error) const { hs_free_compile_error(error); }
+};
+using CompileErrorPtr = std::unique_ptr<hs_compile_error_t, CompileErrorDeleter>;
+
+// Returns "" when Hyperscan accepts `expression`, else its message.
+std::string expression_error(const std::string& expression, unsigned flags) {
+  hs_expr_info_t* info = nullptr;
+  hs_compile_error_t* raw_error = nullptr;
+  if (hs_expression_info(expression.c_str(), flags, &info, &raw_error) == HS_SUCCESS) {
+    std::free(info);
+    return {};
+  }
+  CompileErrorPtr error(raw_error);
+  return error && error->message ? error->message : "rejected by Hyperscan";
+}
+
+std::atomic<uint64_t> next_generation{1};
+
+}  // namespace
+
+// A path-compressed binary trie over 128-bit addresses (IPv4 as ::ffff:a.b.c.d). One walk from
+// the root yields every block containing the address, whatever the number of blocks.
+class RuleSet::CidrTree {
+ public:
+  struct Block {
+    std::array<uint8_t, 16> network;
+    unsigned prefix_len;  // in the 128-bit space
+    bool v4;
+    uint32_t leaf;
+  };
+
+  explicit CidrTree(const std::vector<Block>& blocks) {
+    // Build an uncompressed trie, then keep only nodes that carry blocks or branch.
+    struct Plain {
+      int child[2] = {-1, -1};
+      std::vector<Entry> entries;
+    };
+    std::vector<Plain> plain(1);
+    for (const Block& block : blocks) {
+      int node = 0;
+      for (unsigned i = 0; i < block.prefix_len; ++i) {
+        int bit = (block.network[i / 8] >> (7 - i % 8)) & 1;
+        if (plain[node].child[bit] < 0) {
+          plain[node].child[bit] = static_cast<int>(plain.size());
+          plain.emplace_back();
+        }
+        node = plain[node].child[bit];
+      }
+      plain[node].entries.push_back({block.leaf, block.v4});
+    }
+    std::array<uint8_t, 16> prefix{};
+    std::function<uint32_t(int, unsigned)> emit = [&](int index, unsigned depth) -> uint32_t {
+      // Skip chains of nodes that neither carry blocks nor branch.
+      while (plain[index].entries.empty() && index != 0 &&
+             (plain[index].child[0] < 0) != (plain[index].child[1] < 0)) {
+        int bit = plain[index].child[0] < 0 ? 1 : 0;
+        if (bit) prefix[depth / 8] |= static_cast<uint8_t>(0x80 >> (depth % 8));
+        index = plain[index].child[bit];
+        ++depth;
+      }
+      uint32_t self = static_cast<uint32_t>(nodes_.size());
+      nodes_.push_back({});
+      nodes_[self].prefix = prefix;
+      nodes_[self].prefix_len = depth;
+      nodes_[self].entries_begin = static_cast<uint32_t>(entries_.size());
+      entries_.insert(entries_.end(), plain[index].entries.begin(), plain[index].entries.end());
+      nodes_[self].entries_end = static_cast<uint32_t>(entries_.size());
+      for (int bit = 0; bit < 2; ++bit) {
+        if (plain[index].child[bit] < 0) continue;
+        std::array<uint8_t, 16> saved = prefix;
+        if (bit) prefix[depth / 8] |= static_cast<uint8_t>(0x80 >> (depth % 8));
+        uint32_t child = emit(plain[index].child[bit], depth + 1);
+        prefix = saved;
+        nodes_[self].child[bit] = child;
+      }
+      return self;
+    };
+    if (!blocks.empty()) emit(0, 0);
+  }
+
+  template <typename OnLeaf>
+  void lookup(const IpAddress& address, OnLeaf&& on_leaf) const {
+    if (nodes_.empty()) return;
+    const std::array<uint8_t, 16>& bytes = address.bytes();
+    bool v4 = address.is_v4();
+    uint32_t index = 0;
+    while (true) {
+      const TreeNode& node = nodes_[index];
+      if (!prefix_matches(node, bytes)) return;
+      for (uint32_t i = node.entries_begin; i < node.entries_end; ++i) {
+        // Families never mix: ::/0 does not cover IPv4 clients, as in Cidr::contains.
+        if (entries_[i].v4 == v4) on_leaf(entries_[i].leaf);
+      }
+      if (node.prefix_len >= 128) return;
+      unsigned depth = node.prefix_len;
+      int bit = (bytes[depth / 8] >> (7 - depth % 8)) & 1;
+      if (node.child[bit] == kNone) return;
+      index = node.child[bit];
+    }
+  }
+
+ private:
+  static constexpr uint32_t kNone = UINT32_MAX;
+  struct Entry {
+    uint32_t leaf;
+    bool v4;
+  };
+  struct TreeNode {
+    std::array<uint8_t, 16> prefix{};
+    unsigned prefix_len = 0;
+    uint32_t child[2] = {kNone, kNone};
+    uint32_t entries_begin = 0;
+    uint32_t entries_end = 0;
+  };
+
+  static bool prefix_matches(const TreeNode& node, const std::array<uint8_t, 16>& bytes) {
+    unsigned full = node.prefix_len / 8;
+    if (std::memcmp(node.prefix.data(), bytes.data(), full) != 0) return false;
+    unsigned rest = node.prefix_len % 8;
+    if (rest == 0) return true;
+    auto mask = static_cast<uint8_t>(0xff << (8 - rest));
+    return (node.prefix[full] & mask) == (bytes[full] & mask);
+  }
+
+  std::vector<TreeNode> nodes_;
+  std::vector<Entry> entries_;
+};
+
+// Turns the condition trees of a Config into the flat node arrays, the Hyperscan expressions and
+// the CIDR blocks of a RuleSet.
+class RuleSetBuilder {
+ public:
+  RuleSetBuilder(RuleSet& rule_set, std::vector<ConfigError>& errors)
+      : set_(rule_set), errors_(errors) {}
+
+  void add_rule(const RuleConfig& config) {
+    auto rule_index = static_cast<uint32_t>(set_.rules_.size());
+    current_rule_ = &config;
+    uint32_t root = build(config.condition, rule_index);
+    set_.rules_.push_back({config.name, config.class_name, config.action, config.enforce,
+                           config.deny.status, config.deny.body, root});
+    // A rule with no matched leaf has the value it has with every leaf false; when that value is
+    // true (only `not`/absent conditions), the rule must be evaluated on every request.
+    if (set_.holds_when_nothing_matched(root)) set_.always_rules_.push_back(rule_index);
+  }
+
+  void finish() {
+    std::vector<RuleSet::CidrTree::Block> blocks = std::move(blocks_);
+    set_.cidr_tree_ = std::make_unique<RuleSet::CidrTree>(blocks);
+    if (expressions_.empty() || !errors_.empty()) return;
+    std::vector<const char*> expressions;
+    std::vector<unsigned> ids;
+    for (std::size_t i = 0; i < expressions_.size(); ++i) {
+      expressions.push_back(expressions_[i].c_str());
+      ids.push_back(static_cast<unsigned>(i));
+    }
+    hs_database_t* database = nullptr;
+    hs_compile_error_t* raw_error = nullptr;
+    hs_error_t status =
+        hs_compile_multi(expressions.data(), flags_.data(), ids.data(),
+                         static_cast<unsigned>(expressions.size()), HS_MODE_BLOCK, nullptr,
+                         &database, &raw_error);
+    if (status != HS_SUCCESS) {
+      CompileErrorPtr error(raw_error);
+      std::string message = error && error->message ? error->message : "compile failed";
+      if (error && error->expression >= 0 &&
+          static_cast<std::size_t>(error->expression) < sources_.size()) {
+        const Source& source = sources_[error->expression];
+        report(source.where, "rule '" + source.rule + "': pattern '" + source.text +
+                                 "' cannot be compiled: " + message + hint_for(message));
+      } else {
+        report({}, "the rule set cannot be compiled: " + message);
+      }
+      return;
+    }
+    set_.database_.reset(database);
+    hs_scratch_t* scratch = nullptr;
+    if (hs_alloc_scratch(database, &scratch) != HS_SUCCESS) {
+      report({}, "cannot allocate Hyperscan scratch space");
+      return;
+    }
+    set_.prototype_scratch_.reset(scratch);
+  }
+
+ private:
+  struct Source {
+    std::string rule;
+    std::string text;
+    SourceLocation where;
+  };
+
+  void report(const SourceLocation& where, std::string message) {
+    errors_.push_back({where.file, where.line, where.column, std::move(message)});
+  }
+
+  uint32_t new_leaf(uint32_t rule_index) {
+    auto leaf = static_cast<uint32_t>(set_.leaf_rule_.size());
+    set_.leaf_rule_.push_back(rule_index);
+    set_.leaf_triggers_.push_back(negations_ % 2 == 0);
+    return leaf;
+  }
+
+  uint32_t push_node(RuleSet::Op op, uint32_t first, uint32_t count) {
+    set_.nodes_.push_back({op, first, count});
+    return static_cast<uint32_t>(set_.nodes_.size() - 1);
+  }
+
+  uint32_t leaf_node(uint32_t leaf) { return push_node(RuleSet::Op::kLeaf, leaf, 0); }
+
+  uint32_t header_slot(const std::string& name) {
+    std::string lower = name;
+    std::transform(lower.begin(), lower.end(), lower.begin(),
+                   [](unsigned char c) { return static_cast<char>(std::tolower(c)); });
+    for (std::size_t i = 0; i < set_.header_names_.size(); ++i) {
+      if (set_.header_names_[i] == lower) return kFirstHeaderSlot + static_cast<uint32_t>(i);
+    }
+    set_.header_names_.push_back(lower);
+    set_.header_tags_.push_back("\x01H" + lower + "\n");
+    return kFirstHeaderSlot + static_cast<uint32_t>(set_.header_names_.size() - 1);
+  }
+
+  std::string_view tag_for(uint32_t slot) const {
+    switch (slot) {
+      case kUserAgentSlot:
+        return kUserAgentTag;
+      case kTargetSlot:
+        return kTargetTag;
+      case kMethodSlot:
+        return kMethodTag;
+      default:
+        return set_.header_tags_[slot - kFirstHeaderSlot];
+    }
+  }
+
+  void use_slot(uint32_t slot) {
+    if (slot == kUserAgentSlot) set_.uses_user_agent_ = true;
+    if (slot == kTargetSlot) set_.uses_target_ = true;
+    if (slot == kMethodSlot) set_.uses_method_ = true;
+  }
+
+  // `regex` is the field-relative regex ("" = the tag alone, for a presence test).
+  void add_expression(const std::string& regex, bool caseless, uint32_t leaf, uint32_t slot,
+                      const std::string& text, const SourceLocation& where) {
+    use_slot(slot);
+    std::string_view tag = tag_for(slot);
+    std::string expression;
+    std::string rewritten;
+    if (regex.empty()) {
+      expression = escape_literal(tag);
+    } else if (rewrite_start_anchors(regex, rewritten)) {
+      // The tag without its '\n': the rewritten ^ matches that line break.
+      expression = escape_literal(tag.substr(0, tag.size() - 1));
+      bool anchored_at_start = regex.front() == '^' && regex.find('|') == std::string::npos;
+      if (!anchored_at_start) expression += "[\\s\\S]*";
+      expression += "(?:" + rewritten + ")";
+    } else {
+      expression = escape_literal(tag) + "[\\s\\S]*(?:" + regex + ")";
+    }
+    // SINGLEMATCH keeps the earliest end, which lies in the field whenever any valid match does.
+    unsigned flags = HS_FLAG_MULTILINE | HS_FLAG_SINGLEMATCH | (caseless ? HS_FLAG_CASELESS : 0);
+    expressions_.push_back(std::move(expression));
+    flags_.push_back(flags);
+    sources_.push_back({current_rule_->name, text, where});
+    set_.patterns_.push_back({leaf, slot});
+  }
+
+  void add_pattern(const PatternConfig& pattern, uint32_t leaf, uint32_t slot) {
+    std::string regex;
+    if (pattern.kind == PatternConfig::Kind::kToken) {
+      regex = token_regex(pattern.text);
+    } else {
+      regex = pattern.text;
+      const std::string what = "rule '" + current_rule_->name + "': regex '" + pattern.text + "'";
+      if (std::string anchor = find_buffer_anchor(regex); !anchor.empty()) {
+        report(pattern.where, what + ": " + anchor +
+                                  " is not supported (each field is matched on its own: use ^ "
+                                  "and $)");
+        return;
+      }
+      // Checked one by one so that every bad pattern is reported, not only the first.
+      unsigned flags = HS_FLAG_MULTILINE | (pattern.case_sensitive ? 0 : HS_FLAG_CASELESS);
+      if (std::string message = expression_error(regex, flags); !message.empty()) {
+        report(pattern.where, what + " is not supported: " + message + hint_for(message));
+        return;
+      }
+    }
+    add_expression(regex, !pattern.case_sensitive, leaf, slot, pattern.text, pattern.where);
+    // Constructs like \Q or (?x) comments may swallow the closing parenthesis of the wrapper, and a
+    // ^ or $ may sit where Hyperscan cannot anchor; report these with their pattern, too.
+    if (std::string message = expression_error(expressions_.back(), flags_.back());
+        !message.empty()) {
+      report(pattern.where, "rule '" + current_rule_->name + "': regex '" + pattern.text +
+                                "' cannot be embedded in the field scan: " + message);
+    }
+  }
+
+  uint32_t build(const Condition& condition, uint32_t rule_index) {
+    switch (condition.kind) {
+      case ConditionKind::kAll:
+      case ConditionKind::kAny:
+      case ConditionKind::kNot: {
+        std::vector<uint32_t> children;
+        if (condition.kind == ConditionKind::kNot) ++negations_;
+        for (const Condition& child : condition.children) {
+          children.push_back(build(child, rule_index));
+        }
+        if (condition.kind == ConditionKind::kNot) --negations_;
+        auto first = static_cast<uint32_t>(set_.children_.size());
+        set_.children_.insert(set_.children_.end(), children.begin(), children.end());
+        RuleSet::Op op = condition.kind == ConditionKind::kAll   ? RuleSet::Op::kAll
+                         : condition.kind == ConditionKind::kAny ? RuleSet::Op::kAny
+                                                                 : RuleSet::Op::kNot;
+        return push_node(op, first, static_cast<uint32_t>(children.size()));
+      }
+      case ConditionKind::kUserAgent:
+      case ConditionKind::kPath:
+      case ConditionKind::kHeaderMatches: {
+        uint32_t leaf = new_leaf(rule_index);
+        uint32_t slot = condition.kind == ConditionKind::kUserAgent ? kUserAgentSlot
+                        : condition.kind == ConditionKind::kPath    ? kTargetSlot
+                                                                    : header_slot(condition.header);
+        for (const PatternConfig& pattern : condition.patterns) add_pattern(pattern, leaf, slot);
+        return leaf_node(leaf);
+      }
+      case ConditionKind::kMethod: {
+        uint32_t leaf = new_leaf(rule_index);
+        std::string alternatives;
+        for (const std::string& method : condition.methods) {
+          alternatives += (alternatives.empty() ? "" : "|") + escape_literal(method);
+        }
+        add_expression("^(?:" + alternatives + ")$", false, leaf, kMethodSlot, "method",
+                       condition.where);
+        return leaf_node(leaf);
+      }
+      case ConditionKind::kHeaderPresent:
+      case ConditionKind::kHeaderAbsent: {
+        // An absent test is not(present): its leaf sits one negation deeper.
+        bool absent = condition.kind == ConditionKind::kHeaderAbsent;
+        negations_ += absent;
+        uint32_t leaf = new_leaf(rule_index);
+        negations_ -= absent;
+        add_expression("", true, leaf, header_slot(condition.header), condition.header,
+                       condition.where);
+        uint32_t present = leaf_node(leaf);
+        if (condition.kind == ConditionKind::kHeaderPresent) return present;
+        auto first = static_cast<uint32_t>(set_.children_.size());
+        set_.children_.push_back(present);
+        return push_node(RuleSet::Op::kNot, first, 1);
+      }
+      case ConditionKind::kRemoteAddress: {
+        uint32_t leaf = new_leaf(rule_index);
+        for (const Cidr& cidr : condition.cidrs) {
+          blocks_.push_back({cidr.network.bytes(), cidr.prefix_len_128(), cidr.network.is_v4(),
+                             leaf});
+        }
+        return leaf_node(leaf);
+      }
+    }
+    return leaf_node(new_leaf(rule_index));
+  }
+
+  RuleSet& set_;
+  std::vector<ConfigError>& errors_;
+  const RuleConfig* current_rule_ = nullptr;
+  int negations_ = 0;  // `not`s above the node being built
+  std::vector<std::string> expressions_;
+  std::vector<unsigned> flags_;
+  std::vector<Source> sources_;
+  std::vector<RuleSet::CidrTree::Block> blocks_;
+};
+
+RuleSet::RuleSet() = default;
+RuleSet::~RuleSet() = default;
+
+CompileResult RuleSet::compile(const Config& config) {
+  CompileResult result;
+  std::shared_ptr<RuleSet> rule_set(new RuleSet());
+  rule_set->generation_ = next_generation.fetch_add(1);
+  RuleSetBuilder builder(*rule_set, result.errors);
+  for (const RuleConfig& rule : config.rules) builder.add_rule(rule);
+  builder.finish();
+  if (result.errors.empty()) result.rule_set = std::move(rule_set);
+  return result;
+}
+
+bool RuleSet::holds_when_nothing_matched(uint32_t index) const {
+  const Node& node = nodes_[index];
+  switch (node.op) {
+    case Op::kLeaf:
+      return false;
+    case Op::kAll:
+      for (uint32_t i = 0; i < node.count; ++i) {
+        if (!holds_when_nothing_matched(children_[node.first + i])) return false;
+      }
+      return true;
+    case Op::kAny:
+      for (uint32_t i = 0; i < node.count; ++i) {
+        if (holds_when_nothing_matched(children_[node.first + i])) return true;
+      }
+      return false;
+    case Op::kNot:
+      return !holds_when_nothing_matched(children_[node.first]);
+  }
+  return false;
+}
+
+bool RuleSet::holds(uint32_t index, const MatchScratch& scratch) const {
+  const Node& node = nodes_[index];
+  switch (node.op) {
+    case Op::kLeaf:
+      return scratch.leaf_epoch_[node.first] == scratch.epoch_;
+    case Op::kAll:
+      for (uint32_t i = 0; i < node.count; ++i) {
+        if (!holds(children_[node.first + i], scratch)) return false;
+      }
+      return true;
+    case Op::kAny:
+      for (uint32_t i = 0; i < node.count; ++i) {
+        if (holds(children_[node.first + i], scratch)) return true;
+      }
+      return false;
+    case Op::kNot:
+      return !holds(children_[node.first], scratch);
+  }
+  return false;
+}
+
+void RuleSet::prepare(MatchScratch& scratch) const {
+  if (scratch.generation_ == generation_) return;
+  scratch.hs_scratch_.reset();
+  if (prototype_scratch_) {
+    hs_scratch_t* clone = nullptr;
+    if (hs_clone_scratch(prototype_scratch_.get(), &clone) != HS_SUCCESS) throw std::bad_alloc();
+    scratch.hs_scratch_.reset(clone);
+  }
+  scratch.field_end_.assign(kFirstHeaderSlot + header_names_.size(), 0);
+  scratch.field_epoch_.assign(header_names_.size(), 0);
+  scratch.leaf_epoch_.assign(leaf_rule_.size(), 0);
+  scratch.rule_epoch_.assign(rules_.size(), 0);
+  scratch.candidates_.clear();
+  scratch.candidates_.reserve(64);
+  scratch.buffer_.reserve(4096);
+  scratch.epoch_ = 0;
+  scratch.generation_ = generation_;
+}
+
+void RuleSet::build_buffer(const RequestView& request, MatchScratch& scratch) const {
+  std::string& buffer = scratch.buffer_;
+  buffer.clear();
+  auto append = [&](std::string_view tag, std::string_view value, uint32_t slot) {
+    buffer.append(tag);
+    std::size_t start = buffer.size();
+    buffer.append(value);
+    char* bytes = buffer.data() + start;
+    for (std::size_t i = 0; i < value.size(); ++i) {
+      char c = bytes[i];
+      bytes[i] = (c == '\n' || c == '\x01') ? ' ' : c;
+    }
+    scratch.field_end_[slot] = static_cast<uint32_t>(buffer.size());
+    buffer.push_back('\n');
+  };
+  if (uses_user_agent_) append(kUserAgentTag, request.header("User-Agent"), kUserAgentSlot);
+  if (uses_target_) append(kTargetTag, request.target, kTargetSlot);
+  if (uses_method_) append(kMethodTag, request.method, kMethodSlot);
+  if (header_names_.empty()) return;
+  // Only the first field of each name, as RequestView::header() sees it.
+  for (const HeaderField& field : request.headers) {
+    for (std::size_t i = 0; i < header_names_.size(); ++i) {
+      if (scratch.field_epoch_[i] == scratch.epoch_ || !iequals(field.name, header_names_[i])) {
+        continue;
+      }
+      scratch.field_epoch_[i] = scratch.epoch_;
+      append(header_tags_[i], field.value, kFirstHeaderSlot + static_cast<uint32_t>(i));
+      break;
+    }
+  }
+}
+
+int RuleSet::on_match(unsigned int id, unsigned long long /*from*/, unsigned long long to,
+                      unsigned int /*flags*/, void* context) {
+  auto* pair = static_cast<std::pair<const RuleSet*, MatchScratch*>*>(context);
+  const RuleSet& self = *pair->first;
+  MatchScratch& scratch = *pair->second;
+  const PatternTarget& target = self.patterns_[id];
+  if (to > scratch.field_end_[target.slot]) return 0;  // ran past its field
+  self.mark_leaf(target.leaf, scratch);
+  return 0;
+}
+
+void RuleSet::mark_leaf(uint32_t leaf, MatchScratch& scratch) const {
+  uint32_t epoch = scratch.epoch_;
+  if (scratch.leaf_epoch_[leaf] == epoch) return;
+  scratch.leaf_epoch_[leaf] = epoch;
+  // A leaf under an odd number of `not`s can only make its rule false; the rule is a candidate
+  // only through its positive leaves (or by being in always_rules_).
+  if (!leaf_triggers_[leaf]) return;
+  uint32_t rule = leaf_rule_[leaf];
+  if (scratch.rule_epoch_[rule] != epoch) {
+    scratch.rule_epoch_[rule] = epoch;
+    scratch.candidates_.push_back(rule);
+  }
+}
+
+void RuleSet::mark_leaves(const RequestView& request, MatchScratch& scratch) const {
+  prepare(scratch);
+  if (++scratch.epoch_ == 0) {
+    // After 2^32 requests the epochs wrap: forget all marks once.
+    std::fill(scratch.leaf_epoch_.begin(), scratch.leaf_epoch_.end(), 0);
+    std::fill(scratch.rule_epoch_.begin(), scratch.rule_epoch_.end(), 0);
+    std::fill(scratch.field_epoch_.begin(), scratch.field_epoch_.end(), 0);
+    scratch.epoch_ = 1;
+  }
+  scratch.candidates_.clear();
+  if (database_) {
+    build_buffer(request, scratch);
+    std::pair<const RuleSet*, MatchScratch*> context{this, &scratch};
+    hs_scan(database_.get(), scratch.buffer_.data(), static_cast<unsigned>(scratch.buffer_.size()),
+            0, scratch.hs_scratch_.get(), &RuleSet::on_match, &context);
+  }
+  cidr_tree_->lookup(request.client_ip, [&](uint32_t leaf) { mark_leaf(leaf, scratch); });
+}
+
+template <typename Visit>
+void RuleSet::for_each_candidate(MatchScratch& scratch, Visit&& visit) const {
+  std::vector<uint32_t>& candidates = scratch.candidates_;
+  // Hyperscan reports in text order; rule order decides.
+  std::sort(candidates.begin(), candidates.end());
+  std::size_t i = 0;
+  std::size_t j = 0;
+  while (i < candidates.size() || j < always_rules_.size()) {
+    uint32_t rule;
+    if (j >= always_rules_.size() || (i < candidates.size() && candidates[i] < always_rules_[j])) {
+      rule = candidates[i++];
+    } else {
+      rule = always_rules_[j++];
+      if (i < candidates.size() && candidates[i] == rule) ++i;
+    }
+    if (!holds(rules_[rule].root, scratch)) continue;
+    if (!visit(rule)) return;
+  }
+}
+
+RuleMatch RuleSet::rule(uint32_t index) const {
+  const Rule& rule = rules_[index];
+  return {index,         rule.name,        rule.class_name, rule.action,
+          rule.enforced, rule.deny_status, rule.deny_body};
+}
+
+Decision RuleSet::evaluate(const RequestView& request, MatchScratch& scratch) const {
+  mark_leaves(request, scratch);
+  uint32_t winner = Decision::kNoRule;
+  uint32_t first_shadow = Decision::kNoRule;
+  for_each_candidate(scratch, [&](uint32_t rule) {
+    if (rules_[rule].enforced) {
+      winner = rule;
+      return false;
+    }
+    if (first_shadow == Decision::kNoRule) first_shadow = rule;
+    return true;
+  });
+  Decision decision;
+  if (winner == Decision::kNoRule) {
+    winner = first_shadow;
+    first_shadow = Decision::kNoRule;
+  }
+  if (winner == Decision::kNoRule) return decision;
+  const Rule& rule = rules_[winner];
+  decision.rule_index = winner;
+  decision.rule_name = rule.name;
+  decision.class_name = rule.class_name;
+  decision.action = rule.action;
+  decision.enforced = rule.enforced;
+  decision.deny_status = rule.deny_status;
+  decision.deny_body = rule.deny_body;
+  decision.shadow_rule_index = first_shadow;
+  return decision;
+}
+
+std::vector<RuleMatch> RuleSet::explain(const RequestView& request, MatchScratch& scratch) const {
+  mark_leaves(request, scratch);
+  std::vector<RuleMatch> matches;
+  for_each_candidate(scratch, [&](uint32_t rule) {
+    matches.push_back(this->rule(rule));
+    return true;
+  });
+  return matches;
+}
+
+std::vector<RuleMatch> RuleSet::explain(const RequestView& request) const {
+  MatchScratch scratch;
+  return explain(request, scratch);
+}
+
+}  // namespace crawlgate
