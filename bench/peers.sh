@@ -21,7 +21,8 @@
 #   FIXED_PEERS     part 2: peers measured at a fixed rate, default = PEERS
 #   FIXED_RATE      part 2: total requests/s (10..50000, default 2000)
 #   FIXED_DURATION  part 2: seconds per run (1..120, default 10)
-#   HEY_WORKERS     part 2: hey workers (-c); each does FIXED_RATE/HEY_WORKERS req/s (default 4)
+#   HEY_WORKERS     part 2: connections: hey -c (each worker does FIXED_RATE/HEY_WORKERS req/s)
+#                   and paced wrk -c (default 4)
 #   FIXED_TOOLS     part 2: "hey wrk" (default), "hey" or "wrk" (paced wrk, microsecond resolution)
 #   PIN             1 = pin with taskset (default when >= 2 CPUs), 0 = do not pin
 #   LOADGEN_CPU     CPU for wrk/hey (default 0)
@@ -75,6 +76,7 @@ if [[ "$PIN" == 1 ]]; then
     for c in "$LOADGEN_CPU" "$SUT_CPU" "$BACKEND_CPU"; do bounded CPU "$c" 0 $((NCPU - 1)); done
 fi
 [[ "$TARGET" == /* ]] || die "TARGET must start with /"
+for tool in $FIXED_TOOLS; do [[ "$tool" == hey || "$tool" == wrk ]] || die "FIXED_TOOLS: unknown tool $tool"; done
 
 for tool in nginx haproxy wrk curl; do
     command -v "$tool" >/dev/null || die "$tool not found (apt-get install -y nginx haproxy wrk curl hey)"

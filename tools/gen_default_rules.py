@@ -42,12 +42,12 @@ CLASSES = {
     "social_preview": ("allow", "link-preview fetcher of a social network or messenger"),
     "feed_reader": ("allow", "RSS/Atom feed fetcher"),
     "monitor": ("allow", "uptime and performance monitoring"),
-    "seo": ("throttle", "SEO, backlink and marketing crawler"),
-    "scanner": ("deny", "security or vulnerability scanner"),
-    "http_library": ("log", "HTTP library or command-line client default UA (also used by wiki bots)"),
-    "browser_automation": ("log", "headless browser or automation tool"),
+    "seo": ("allow", "SEO, backlink and marketing crawler"),
+    "scanner": ("allow", "security or vulnerability scanner"),
+    "http_library": ("allow", "HTTP library or command-line client default UA (also used by wiki bots)"),
+    "browser_automation": ("allow", "headless browser or automation tool"),
     "advertising": ("allow", "ad network or ad-verification crawler"),
-    "academic": ("throttle", "research crawler"),
+    "academic": ("allow", "research crawler"),
 }
 AI_CLASSES = ("ai_training", "ai_data", "ai_search", "ai_assistant", "ai_agent")
 

@@ -68,19 +68,116 @@ int run_command(const std::string& config_path, const Overrides& overrides) {
 }
 
 int check_command(const std::string& config_path) {
-  LoadResult loaded = load_configuration(config_path);
-  if (!loaded.ok()) {
-    for (const ConfigError& error : loaded.errors) {
+  CompiledConfig compiled = compile_configuration(config_path);
+  if (!compiled.ok()) {
+    for (const ConfigError& error : compiled.errors) {
       std::fprintf(stderr, "%s\n", error.to_string().c_str());
     }
     std::fprintf(stderr, "%s: %zu error(s)\n", describe_source(config_path).c_str(),
-                 loaded.errors.size());
+                 compiled.errors.size());
     return 1;
   }
-  const Config& config = *loaded.config;
-  std::printf("%s: OK (%zu file(s), %zu classes, %zu rules)\n",
+  const Config& config = *compiled.config;
+  std::printf("%s: OK (%zu file(s), %zu classes, %zu rules, %zu patterns)\n",
               describe_source(config_path).c_str(), config.files.size(), config.classes.size(),
-              config.rules.size());
+              compiled.rules->rule_count(), compiled.rules->pattern_count());
+  return 0;
+}
+
+struct ExplainOptions {
+  std::string config_path;
+  std::string user_agent;
+  std::string path = "/";
+  std::string method = "GET";
+  std::string ip = "192.0.2.1";
+  std::vector<std::string> headers;
+};
+
+int explain_command(const ExplainOptions& options) {
+  BuildResult built = build_from_config(options.config_path, Overrides{}, 1);
+  if (!built.snapshot) {
+    for (const std::string& error : built.errors) std::fprintf(stderr, "%s\n", error.c_str());
+    return 1;
+  }
+  const proxy::Snapshot& snapshot = *built.snapshot;
+  auto client = IpAddress::parse(options.ip);
+  if (!client) {
+    std::fprintf(stderr, "crawlgate explain: --ip '%s' is not an IP address\n",
+                 options.ip.c_str());
+    return 2;
+  }
+  // The request as the proxy would see it: Host first, then the User-Agent, then the rest.
+  std::vector<std::string> names, values;
+  std::vector<HeaderField> fields;
+  names.push_back("Host");
+  values.push_back("explain.invalid");
+  if (!options.user_agent.empty()) {
+    names.push_back("User-Agent");
+    values.push_back(options.user_agent);
+  }
+  for (const std::string& header : options.headers) {
+    std::size_t colon = header.find(':');
+    if (colon == std::string::npos || colon == 0) {
+      std::fprintf(stderr, "crawlgate explain: --header '%s' is not 'Name: value'\n",
+                   header.c_str());
+      return 2;
+    }
+    std::string value = header.substr(colon + 1);
+    value.erase(0, value.find_first_not_of(" \t"));
+    names.push_back(header.substr(0, colon));
+    values.push_back(value);
+  }
+  for (std::size_t i = 0; i < names.size(); ++i) fields.push_back({names[i], values[i]});
+  RequestView request;
+  request.method = options.method;
+  request.target = options.path;
+  request.headers = fields;
+  request.client_ip = *client;
+  request.peer_ip = *client;
+  request.now = std::chrono::system_clock::now();
+
+  std::printf("request: %s %s from %s\n", options.method.c_str(), options.path.c_str(),
+              client->to_string().c_str());
+  for (const HeaderField& field : fields) {
+    std::printf("  %.*s: %.*s\n", static_cast<int>(field.name.size()), field.name.data(),
+                static_cast<int>(field.value.size()), field.value.data());
+  }
+  std::printf("config: %s (generation %llu, %zu rules, %zu patterns)\n",
+              snapshot.source.c_str(), static_cast<unsigned long long>(snapshot.generation),
+              snapshot.rules ? snapshot.rules->rule_count() : 0,
+              snapshot.rules ? snapshot.rules->pattern_count() : 0);
+  std::vector<RuleMatch> matches;
+  if (snapshot.rules) matches = snapshot.rules->explain(request);
+  if (matches.empty()) {
+    std::printf("matching rules: none\n");
+  } else {
+    std::printf("matching rules, in order (the first enforced one decides):\n");
+    for (const RuleMatch& match : matches) {
+      const RuleConfig& rule = snapshot.config->rules[match.rule_index];
+      std::printf("  %-40.*s class=%-18.*s action=%-8.*s %s  %s:%d\n",
+                  static_cast<int>(match.rule_name.size()), match.rule_name.data(),
+                  static_cast<int>(match.class_name.size()), match.class_name.data(),
+                  static_cast<int>(action_name(match.action).size()),
+                  action_name(match.action).data(), match.enforced ? "enforced" : "shadow",
+                  rule.where.file.c_str(), rule.where.line);
+    }
+  }
+  proxy::RequestContext context;
+  context.request_id = "explain";
+  proxy::StageVerdict verdict = proxy::run_pipeline_offline(snapshot, request, context);
+  std::printf("decision: class=%s rule=%s action=%s enforced=%s -> %s\n",
+              context.traffic_class.empty() ? "-" : context.traffic_class.c_str(),
+              context.rule.empty() ? "-" : context.rule.c_str(),
+              context.action.empty() ? "allow" : context.action.c_str(),
+              context.enforced ? "yes" : "no (shadow)",
+              verdict == proxy::StageVerdict::kRespond
+                  ? ("answered by crawlgate with " + std::to_string(context.response->status) +
+                     " (" + context.answered_by + ")")
+                        .c_str()
+                  : "forwarded to the upstream");
+  if (!context.shadow_rule.empty()) {
+    std::printf("shadow rule also matched: %s\n", context.shadow_rule.c_str());
+  }
   return 0;
 }
 
@@ -115,20 +212,34 @@ std::optional<std::string> apply_overrides(const Overrides& overrides, ServerSet
   return std::nullopt;
 }
 
+CompiledConfig compile_configuration(const std::string& path) {
+  CompiledConfig result;
+  LoadResult loaded = load_configuration(path);
+  result.errors = std::move(loaded.errors);
+  result.config = std::move(loaded.config);
+  if (!result.errors.empty() || !result.config) return result;
+  CompileResult compiled = RuleSet::compile(*result.config);
+  result.errors = std::move(compiled.errors);
+  result.rules = std::move(compiled.rule_set);
+  return result;
+}
+
 BuildResult build_from_config(const std::string& path, const Overrides& overrides,
                               std::uint64_t generation) {
   BuildResult result;
-  LoadResult loaded = load_configuration(path);
-  if (!loaded.ok()) {
-    for (const ConfigError& error : loaded.errors) result.errors.push_back(error.to_string());
+  CompiledConfig compiled = compile_configuration(path);
+  if (!compiled.ok()) {
+    for (const ConfigError& error : compiled.errors) result.errors.push_back(error.to_string());
+    if (result.errors.empty()) result.errors.push_back(describe_source(path) + ": not loaded");
     return result;
   }
-  ServerSettings settings = loaded.config->server;
+  ServerSettings settings = compiled.config->server;
   if (auto error = apply_overrides(overrides, settings)) {
     result.errors.push_back(*error);
     return result;
   }
-  result.snapshot = proxy::build_snapshot(settings, generation, describe_source(path));
+  result.snapshot = proxy::build_snapshot(settings, generation, describe_source(path),
+                                          compiled.config, compiled.rules);
   return result;
 }
 
@@ -161,6 +272,18 @@ int main(int argc, char** argv) {
       "check", "Validate a config: exit 0, or print every error with file:line and exit 1");
   check->add_option("-c,--config", check_path, "YAML config file (default: embedded config)");
 
+  ExplainOptions explain_options;
+  CLI::App* explain = cli.add_subcommand(
+      "explain", "Show which rules match a request, and what crawlgate would do with it");
+  explain->add_option("-c,--config", explain_options.config_path,
+                      "YAML config file (default: embedded config)");
+  explain->add_option("--ua", explain_options.user_agent, "User-Agent of the request");
+  explain->add_option("--path", explain_options.path, "Request target (default /)");
+  explain->add_option("--method", explain_options.method, "Method (default GET)");
+  explain->add_option("--ip", explain_options.ip, "Client address (default 192.0.2.1)");
+  explain->add_option("--header", explain_options.headers,
+                      "Another header, 'Name: value'; repeatable");
+
   try {
     cli.parse(argc, argv);
   } catch (const CLI::ParseError& e) {
@@ -168,6 +291,7 @@ int main(int argc, char** argv) {
   }
   if (run->parsed()) return run_command(config_path, overrides);
   if (check->parsed()) return check_command(check_path);
+  if (explain->parsed()) return explain_command(explain_options);
   return 0;
 }
 

@@ -1,5 +1,7 @@
 #include "crawlgate/proxy/pipeline.h"
 
+#include "crawlgate/proxy/signature_stage.h"
+
 namespace crawlgate::proxy {
 
 StaticResponseStage::StaticResponseStage(std::vector<StaticResponseSettings> responses)
@@ -59,15 +61,36 @@ LocalResponse error_response(int status, std::string_view request_id, std::strin
 }
 
 std::shared_ptr<const Snapshot> build_snapshot(const ServerSettings& settings,
-                                               std::uint64_t generation, std::string source) {
+                                               std::uint64_t generation, std::string source,
+                                               std::shared_ptr<const Config> config,
+                                               std::shared_ptr<const RuleSet> rules) {
   auto snapshot = std::make_shared<Snapshot>();
   snapshot->generation = generation;
   snapshot->settings = settings;
+  snapshot->config = std::move(config);
+  snapshot->rules = rules;
   snapshot->source = std::move(source);
   if (!settings.static_responses.empty()) {
     snapshot->pipeline.add(std::make_shared<StaticResponseStage>(settings.static_responses));
   }
+  if (rules && rules->rule_count() > 0) {
+    snapshot->pipeline.add(std::make_shared<SignatureStage>(std::move(rules)));
+  }
   return snapshot;
+}
+
+StageVerdict run_pipeline_offline(const Snapshot& snapshot, const RequestView& request,
+                                  RequestContext& context) {
+  const ResumeFn ignore_resume = [](StageVerdict) {};
+  for (std::size_t i = 0; i < snapshot.pipeline.size(); ++i) {
+    Stage& stage = snapshot.pipeline.at(i);
+    StageVerdict verdict = stage.evaluate(request, context, ignore_resume);
+    if (verdict == StageVerdict::kRespond) {
+      context.answered_by = std::string(stage.name());
+      return verdict;
+    }
+  }
+  return StageVerdict::kContinue;
 }
 
 }  // namespace crawlgate::proxy

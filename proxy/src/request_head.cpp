@@ -197,6 +197,7 @@ std::optional<HeadError> parse_request_head(std::string_view head, RequestHead& 
   if (auto error = classify_target(out)) return error;
 
   bool saw_host = false;
+  bool saw_user_agent = false;
   int transfer_encoding_fields = 0;
   std::string_view upgrade_value;
   std::string_view connection_values[8];
@@ -240,6 +241,11 @@ std::optional<HeadError> parse_request_head(std::string_view head, RequestHead& 
       out.expect_continue = true;
     } else if (iequals(name, "upgrade")) {
       upgrade_value = value;
+    } else if (iequals(name, "user-agent")) {
+      // A singleton field; two of them would let a crawler show the rules one and the site
+      // another.
+      if (saw_user_agent) return bad("duplicate User-Agent");
+      saw_user_agent = true;
     }
   }
   if (!head.empty()) return bad("bytes after the end of the head");

@@ -462,6 +462,9 @@ class Session : public std::enable_shared_from_this<Session> {
       return respond_error(400, "The request could not be framed.", true);
     }
     relay_buffer_ = std::make_unique<char[]>(kRelayBufferSize);
+    // Beast reads only into the buffer's free capacity (512 bytes at the least): give it room,
+    // or a large body moves in 512-byte steps.
+    buffer_.reserve(kRelayBufferSize);
     if (head_.expect_continue) {
       static constexpr std::string_view kContinue = "HTTP/1.1 100 Continue\r\n\r\n";
       client_.expires_after(settings().timeouts.client_write);
@@ -601,6 +604,7 @@ class Session : public std::enable_shared_from_this<Session> {
       return finish_upstream_exchange();
     }
     if (!relay_buffer_) relay_buffer_ = std::make_unique<char[]>(kRelayBufferSize);
+    upstream_buffer_.reserve(kRelayBufferSize);
     read_response_body();
   }
 
@@ -820,6 +824,9 @@ class Session : public std::enable_shared_from_this<Session> {
     local_response_.reset();
     relay_buffer_.reset();
     upstream_buffer_.clear();
+    // An idle keep-alive connection holds no large buffers.
+    upstream_buffer_.shrink_to_fit();
+    if (buffer_.size() == 0) buffer_.shrink_to_fit();
     upstream_.reset();
     resolver_.reset();
   }

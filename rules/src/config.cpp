@@ -8,9 +8,9 @@
 #include <cerrno>
 #include <charconv>
 #include <cmath>
+#include <cstring>
 #include <filesystem>
 #include <fstream>
-#include <cstring>
 #include <set>
 #include <sstream>
 #include <utility>
@@ -194,6 +194,11 @@ class FileSource {
 class DiskSource : public FileSource {
  public:
   bool read(const std::string& path, std::string& text, std::string& error) override {
+    std::error_code ignored;
+    if (std::filesystem::is_directory(path, ignored)) {
+      error = "is a directory (include a glob such as dir/*.yaml)";
+      return false;
+    }
     std::ifstream in(path, std::ios::binary);
     if (!in) {
       error = "cannot open: " + std::string(std::strerror(errno));
@@ -287,14 +292,12 @@ bool all_of(std::string_view text, bool (*predicate)(char)) {
   return !text.empty() && std::all_of(text.begin(), text.end(), predicate);
 }
 
-const std::set<std::string> kConditionKeys = {"user_agent", "path",    "method", "headers",
-                                              "remote_addresses", "all", "any",    "not"};
+const std::set<std::string> kConditionKeys = {"user_agent",       "path", "method", "headers",
+                                              "remote_addresses", "all",  "any",    "not"};
 
 class Loader {
  public:
-  explicit Loader(FileSource& source) : source_(source) {
-    config_.classes = builtin_classes();
-  }
+  explicit Loader(FileSource& source) : source_(source) { config_.classes = builtin_classes(); }
 
   LoadResult run(const std::string& main_file) {
     load(main_file, nullptr);
@@ -347,8 +350,8 @@ class Loader {
       return;
     }
     if (auto it = loaded_.find(identity); it != loaded_.end()) {
-      error_at(*included_from, "'" + path + "' is already included (first read via " +
-                                   it->second + "); a file may be included once");
+      error_at(*included_from, "'" + path + "' is already included (first read via " + it->second +
+                                   "); a file may be included once");
       return;
     }
     std::string text;
@@ -572,8 +575,8 @@ class Loader {
   }
 
   void unknown_key(const Node& key, const std::string& where, const char* expected) {
-    error(key, "unknown key '" + key.Scalar() + "' in " + where + " (expected one of: " +
-                   expected + ")");
+    error(key, "unknown key '" + key.Scalar() + "' in " + where + " (expected one of: " + expected +
+                   ")");
   }
 
   bool expect_map(const Node& node, const std::string& what) {
@@ -591,9 +594,9 @@ class Loader {
       return;
     }
     static const std::set<std::string> kServerKeys = {
-        "listen",        "upstream",    "admin",  "threads",    "trusted_proxies",
-        "websocket",     "request_id_header",     "upstream_pool", "limits",
-        "timeouts",      "access_log",  "static_responses"};
+        "listen",     "upstream",          "admin",         "threads", "trusted_proxies",
+        "websocket",  "request_id_header", "upstream_pool", "limits",  "timeouts",
+        "access_log", "static_responses"};
     ServerSettings& server = config_.server;
     for (const auto& entry : root) {
       const std::string& key = entry.first.Scalar();
@@ -952,8 +955,9 @@ class Loader {
       }
     }
     if (rule.condition.children.empty() && errors_.size() == errors_before) {
-      error(node, what + " has no conditions (give user_agent, path, method, headers, "
-                         "remote_addresses, all, any or not)");
+      error(node, what +
+                      " has no conditions (give user_agent, path, method, headers, "
+                      "remote_addresses, all, any or not)");
     }
     if (rule.class_name.empty() && !pending.action && !node["class"] && !node["action"]) {
       error(node, what + " needs a class or an action");
@@ -961,8 +965,8 @@ class Loader {
     if (!rule.name.empty()) {
       auto [it, inserted] = rule_names_.emplace(rule.name, rule.where);
       if (!inserted) {
-        error(name_node, "duplicate rule name '" + rule.name + "' (first at " +
-                             where_text(it->second) + ")");
+        error(name_node,
+              "duplicate rule name '" + rule.name + "' (first at " + where_text(it->second) + ")");
       }
     }
     if (errors_.size() == errors_before) rules_.push_back(std::move(pending));
@@ -1080,8 +1084,8 @@ class Loader {
         bool present = value["present"].IsDefined();
         bool flag = false;
         if (!get_bool(present ? value["present"] : value["absent"], context, flag)) continue;
-        condition.kind = (present == flag) ? ConditionKind::kHeaderPresent
-                                           : ConditionKind::kHeaderAbsent;
+        condition.kind =
+            (present == flag) ? ConditionKind::kHeaderPresent : ConditionKind::kHeaderAbsent;
       } else {
         condition.kind = ConditionKind::kHeaderMatches;
         if (!parse_patterns(value, context, condition.patterns)) continue;
@@ -1098,8 +1102,7 @@ class Loader {
   }
 
   // A pattern, or a list of them: 'regex', {regex: R, case_sensitive: B}, {token: T, ...}.
-  bool parse_patterns(const Node& node, const std::string& what,
-                      std::vector<PatternConfig>& out) {
+  bool parse_patterns(const Node& node, const std::string& what, std::vector<PatternConfig>& out) {
     std::vector<Node> items;
     if (node.IsSequence()) {
       if (node.size() == 0) {
@@ -1170,7 +1173,8 @@ class Loader {
         klass = config_.find_class(rule.class_name);
         if (!klass) {
           std::string known;
-          for (const ClassConfig& c : config_.classes) known += (known.empty() ? "" : ", ") + c.name;
+          for (const ClassConfig& c : config_.classes)
+            known += (known.empty() ? "" : ", ") + c.name;
           error_at(pending.class_where, "rule '" + rule.name + "': unknown class '" +
                                             rule.class_name + "' (known: " + known + ")");
           continue;

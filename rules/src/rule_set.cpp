@@ -7,6 +7,7 @@
 #include <atomic>
 #include <cstring>
 #include <functional>
+#include <map>
 #include <utility>
 
 namespace crawlgate {
@@ -21,20 +22,11 @@ MatchScratch& MatchScratch::operator=(MatchScratch&&) noexcept = default;
 
 namespace {
 
-// The joined scan buffer holds one line per field, each preceded by a tag line:
-//   "\x01U\n<user-agent>\n\x01T\n<target>\n\x01M\n<method>\n\x01H<header-name>\n<value>\n"
-// Every pattern is compiled as TAG [\s\S]* (?:REGEX) in multi-line mode, so ^ and $ in a rule's
-// regex mean the start and end of its field. A match is accepted only when it ends inside the
-// field that follows the tag (checked against the field's end offset): with the tag unique in the
-// buffer, the whole match then lies within that field. Values have '\n' and '\x01' replaced so
-// they cannot forge a tag or a line end.
-constexpr uint32_t kUserAgentSlot = 0;
-constexpr uint32_t kTargetSlot = 1;
-constexpr uint32_t kMethodSlot = 2;
-constexpr uint32_t kFirstHeaderSlot = 3;
-constexpr std::string_view kUserAgentTag = "\x01U\n";
-constexpr std::string_view kTargetTag = "\x01T\n";
-constexpr std::string_view kMethodTag = "\x01M\n";
+// Each field (User-Agent, target, each header some rule names) has its own database and is scanned
+// alone. A single scan over a joined buffer with field tags was measured first: Hyperscan refuses a
+// ^ that follows a tag, and tag-prefixed patterns ("\x01U\n[\s\S]*(?:R)") scanned about six times
+// slower than plain ones, while scanning one short value costs some 20-30 ns. Per-field scans keep
+// ^ and $ meaning the value's start and end, and no match can run from one field into another.
 
 bool is_word_char(char c) {
   return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '_';
@@ -60,73 +52,17 @@ std::string escape_literal(std::string_view text) {
   return out;
 }
 
-// Hyperscan rejects ^ anywhere but at the start of an expression, and a rule's regex comes after
-// its field tag. Each ^ outside a character class becomes \n, which in the scan buffer is the line
-// break right before the field (the value itself holds none). Returns false when there is no ^.
-bool rewrite_start_anchors(std::string_view regex, std::string& out) {
-  out.clear();
-  bool found = false;
-  bool in_class = false;
-  for (std::size_t i = 0; i < regex.size(); ++i) {
-    char c = regex[i];
-    if (c == '\\' && i + 1 < regex.size()) {
-      if (regex[i + 1] == 'Q') {
-        // \Q...\E quotes everything up to \E.
-        std::size_t end = regex.find("\\E", i + 2);
-        std::size_t stop = end == std::string_view::npos ? regex.size() : end + 2;
-        out.append(regex.substr(i, stop - i));
-        i = stop - 1;
-        continue;
-      }
-      out += c;
-      out += regex[++i];
-      continue;
-    }
-    if (in_class) {
-      if (c == ']') in_class = false;
-      out += c;
-      continue;
-    }
-    if (c == '[') {
-      in_class = true;
-      out += c;
-      // A ']' right after '[' or '[^' is a literal member, not the end of the class.
-      if (i + 1 < regex.size() && regex[i + 1] == '^') out += regex[++i];
-      if (i + 1 < regex.size() && regex[i + 1] == ']') out += regex[++i];
-      continue;
-    }
-    if (c == '^') {
-      out += "\\n";
-      found = true;
-      continue;
-    }
-    out += c;
-  }
-  return found;
-}
-
 // A product token such as GPTBot or ChatGPT-User. The characters that continue a token are
 // letters, digits, '_' and '-': so GPTBot matches "GPTBot/1.1" and "(GPTBot;" but not
 // "NotGPTBotty", and ChatGPT does not match "ChatGPT-User" (a different product).
 std::string token_regex(std::string_view token) {
-  constexpr std::string_view kOutside = "[^A-Za-z0-9_\\n-]";
+  constexpr std::string_view kOutside = "[^A-Za-z0-9_-]";
   auto continues = [](char c) { return is_word_char(c) || c == '-'; };
   std::string out;
   if (continues(token.front())) out += "(?:^|" + std::string(kOutside) + ")";
   out += escape_literal(token);
   if (continues(token.back())) out += "(?:$|" + std::string(kOutside) + ")";
   return out;
-}
-
-// Escapes such as \A and \z would anchor to the joined buffer instead of the field.
-std::string find_buffer_anchor(std::string_view regex) {
-  for (std::size_t i = 0; i + 1 < regex.size(); ++i) {
-    if (regex[i] != '\\') continue;
-    char next = regex[i + 1];
-    if (next == 'A' || next == 'z' || next == 'Z' || next == 'G') return std::string("\\") + next;
-    ++i;
-  }
-  return {};
 }
 
 std::string hint_for(const std::string& message) {
@@ -146,11 +82,14 @@ struct CompileErrorDeleter {
 };
 using CompileErrorPtr = std::unique_ptr<hs_compile_error_t, CompileErrorDeleter>;
 
-// Returns "" when Hyperscan accepts `expression`, else its message.
-std::string expression_error(const std::string& expression, unsigned flags) {
+// Returns "" when Hyperscan accepts `expression`, else its message. `can_be_empty` tells whether
+// the expression matches the empty string (Hyperscan then needs HS_FLAG_ALLOWEMPTY).
+std::string expression_error(const std::string& expression, unsigned flags, bool& can_be_empty) {
   hs_expr_info_t* info = nullptr;
   hs_compile_error_t* raw_error = nullptr;
-  if (hs_expression_info(expression.c_str(), flags, &info, &raw_error) == HS_SUCCESS) {
+  if (hs_expression_info(expression.c_str(), flags | HS_FLAG_ALLOWEMPTY, &info, &raw_error) ==
+      HS_SUCCESS) {
+    can_be_empty = info->min_width == 0;
     std::free(info);
     return {};
   }
@@ -270,8 +209,8 @@ class RuleSet::CidrTree {
   std::vector<Entry> entries_;
 };
 
-// Turns the condition trees of a Config into the flat node arrays, the Hyperscan expressions and
-// the CIDR blocks of a RuleSet.
+// Turns the condition trees of a Config into the flat node arrays, the per-field Hyperscan
+// databases, the method table and the CIDR blocks of a RuleSet.
 class RuleSetBuilder {
  public:
   RuleSetBuilder(RuleSet& rule_set, std::vector<ConfigError>& errors)
@@ -289,44 +228,38 @@ class RuleSetBuilder {
   }
 
   void finish() {
-    std::vector<RuleSet::CidrTree::Block> blocks = std::move(blocks_);
-    set_.cidr_tree_ = std::make_unique<RuleSet::CidrTree>(blocks);
-    if (expressions_.empty() || !errors_.empty()) return;
-    std::vector<const char*> expressions;
-    std::vector<unsigned> ids;
-    for (std::size_t i = 0; i < expressions_.size(); ++i) {
-      expressions.push_back(expressions_[i].c_str());
-      ids.push_back(static_cast<unsigned>(i));
+    set_.cidr_tree_ = std::make_unique<RuleSet::CidrTree>(blocks_);
+    for (auto& [method, leaves] : methods_) set_.method_leaves_.emplace_back(method, leaves);
+    for (const std::vector<uint32_t>& leaves : pattern_leaves_) {
+      set_.patterns_.push_back({static_cast<uint32_t>(set_.pattern_leaves_.size()),
+                                static_cast<uint32_t>(leaves.size())});
+      set_.pattern_leaves_.insert(set_.pattern_leaves_.end(), leaves.begin(), leaves.end());
     }
-    hs_database_t* database = nullptr;
-    hs_compile_error_t* raw_error = nullptr;
-    hs_error_t status =
-        hs_compile_multi(expressions.data(), flags_.data(), ids.data(),
-                         static_cast<unsigned>(expressions.size()), HS_MODE_BLOCK, nullptr,
-                         &database, &raw_error);
-    if (status != HS_SUCCESS) {
-      CompileErrorPtr error(raw_error);
-      std::string message = error && error->message ? error->message : "compile failed";
-      if (error && error->expression >= 0 &&
-          static_cast<std::size_t>(error->expression) < sources_.size()) {
-        const Source& source = sources_[error->expression];
-        report(source.where, "rule '" + source.rule + "': pattern '" + source.text +
-                                 "' cannot be compiled: " + message + hint_for(message));
-      } else {
-        report({}, "the rule set cannot be compiled: " + message);
-      }
-      return;
-    }
-    set_.database_.reset(database);
+    if (!errors_.empty()) return;
     hs_scratch_t* scratch = nullptr;
-    if (hs_alloc_scratch(database, &scratch) != HS_SUCCESS) {
-      report({}, "cannot allocate Hyperscan scratch space");
-      return;
+    auto compile = [&](const Field& field, HsDatabasePtr& out) {
+      if (field.expressions.empty()) return;
+      out = compile_field(field);
+      if (out && hs_alloc_scratch(out.get(), &scratch) != HS_SUCCESS) {
+        report({}, "cannot allocate Hyperscan scratch space");
+      }
+    };
+    compile(user_agent_, set_.user_agent_database_);
+    compile(target_, set_.target_database_);
+    for (std::size_t i = 0; i < header_fields_.size(); ++i) {
+      compile(header_fields_[i], set_.headers_[i].database);
     }
     set_.prototype_scratch_.reset(scratch);
   }
 
  private:
+  // The expressions of one request field, compiled into one database.
+  struct Field {
+    std::vector<std::string> expressions;
+    std::vector<unsigned> flags;
+    std::vector<unsigned> ids;  // global pattern ids
+    std::map<std::pair<std::string, unsigned>, uint32_t> ids_by_expression;
+  };
   struct Source {
     std::string rule;
     std::string text;
@@ -335,6 +268,31 @@ class RuleSetBuilder {
 
   void report(const SourceLocation& where, std::string message) {
     errors_.push_back({where.file, where.line, where.column, std::move(message)});
+  }
+
+  HsDatabasePtr compile_field(const Field& field) {
+    std::vector<const char*> expressions;
+    for (const std::string& expression : field.expressions) {
+      expressions.push_back(expression.c_str());
+    }
+    hs_database_t* database = nullptr;
+    hs_compile_error_t* raw_error = nullptr;
+    if (hs_compile_multi(expressions.data(), field.flags.data(), field.ids.data(),
+                         static_cast<unsigned>(expressions.size()), HS_MODE_BLOCK, nullptr,
+                         &database, &raw_error) == HS_SUCCESS) {
+      return HsDatabasePtr(database);
+    }
+    CompileErrorPtr error(raw_error);
+    std::string message = error && error->message ? error->message : "compile failed";
+    if (error && error->expression >= 0 &&
+        static_cast<std::size_t>(error->expression) < field.ids.size()) {
+      const Source& source = sources_[field.ids[error->expression]];
+      report(source.where, "rule '" + source.rule + "': pattern '" + source.text +
+                               "' cannot be compiled: " + message + hint_for(message));
+    } else {
+      report({}, "the rule set cannot be compiled: " + message);
+    }
+    return nullptr;
   }
 
   uint32_t new_leaf(uint32_t rule_index) {
@@ -351,91 +309,44 @@ class RuleSetBuilder {
 
   uint32_t leaf_node(uint32_t leaf) { return push_node(RuleSet::Op::kLeaf, leaf, 0); }
 
-  uint32_t header_slot(const std::string& name) {
+  // The index of a header in set_.headers_ and header_fields_.
+  std::size_t header_index(const std::string& name) {
     std::string lower = name;
     std::transform(lower.begin(), lower.end(), lower.begin(),
                    [](unsigned char c) { return static_cast<char>(std::tolower(c)); });
-    for (std::size_t i = 0; i < set_.header_names_.size(); ++i) {
-      if (set_.header_names_[i] == lower) return kFirstHeaderSlot + static_cast<uint32_t>(i);
+    for (std::size_t i = 0; i < set_.headers_.size(); ++i) {
+      if (set_.headers_[i].name == lower) return i;
     }
-    set_.header_names_.push_back(lower);
-    set_.header_tags_.push_back("\x01H" + lower + "\n");
-    return kFirstHeaderSlot + static_cast<uint32_t>(set_.header_names_.size() - 1);
+    set_.headers_.push_back({lower, nullptr, {}});
+    header_fields_.emplace_back();
+    return set_.headers_.size() - 1;
   }
 
-  std::string_view tag_for(uint32_t slot) const {
-    switch (slot) {
-      case kUserAgentSlot:
-        return kUserAgentTag;
-      case kTargetSlot:
-        return kTargetTag;
-      case kMethodSlot:
-        return kMethodTag;
-      default:
-        return set_.header_tags_[slot - kFirstHeaderSlot];
-    }
-  }
-
-  void use_slot(uint32_t slot) {
-    if (slot == kUserAgentSlot) set_.uses_user_agent_ = true;
-    if (slot == kTargetSlot) set_.uses_target_ = true;
-    if (slot == kMethodSlot) set_.uses_method_ = true;
-  }
-
-  // `regex` is the field-relative regex ("" = the tag alone, for a presence test).
-  void add_expression(const std::string& regex, bool caseless, uint32_t leaf, uint32_t slot,
-                      const std::string& text, const SourceLocation& where) {
-    use_slot(slot);
-    std::string_view tag = tag_for(slot);
-    std::string expression;
-    std::string rewritten;
-    if (regex.empty()) {
-      expression = escape_literal(tag);
-    } else if (rewrite_start_anchors(regex, rewritten)) {
-      // The tag without its '\n': the rewritten ^ matches that line break.
-      expression = escape_literal(tag.substr(0, tag.size() - 1));
-      bool anchored_at_start = regex.front() == '^' && regex.find('|') == std::string::npos;
-      if (!anchored_at_start) expression += "[\\s\\S]*";
-      expression += "(?:" + rewritten + ")";
-    } else {
-      expression = escape_literal(tag) + "[\\s\\S]*(?:" + regex + ")";
-    }
-    // SINGLEMATCH keeps the earliest end, which lies in the field whenever any valid match does.
-    unsigned flags = HS_FLAG_MULTILINE | HS_FLAG_SINGLEMATCH | (caseless ? HS_FLAG_CASELESS : 0);
-    expressions_.push_back(std::move(expression));
-    flags_.push_back(flags);
-    sources_.push_back({current_rule_->name, text, where});
-    set_.patterns_.push_back({leaf, slot});
-  }
-
-  void add_pattern(const PatternConfig& pattern, uint32_t leaf, uint32_t slot) {
-    std::string regex;
-    if (pattern.kind == PatternConfig::Kind::kToken) {
-      regex = token_regex(pattern.text);
-    } else {
-      regex = pattern.text;
-      const std::string what = "rule '" + current_rule_->name + "': regex '" + pattern.text + "'";
-      if (std::string anchor = find_buffer_anchor(regex); !anchor.empty()) {
-        report(pattern.where, what + ": " + anchor +
-                                  " is not supported (each field is matched on its own: use ^ "
-                                  "and $)");
-        return;
-      }
-      // Checked one by one so that every bad pattern is reported, not only the first.
-      unsigned flags = HS_FLAG_MULTILINE | (pattern.case_sensitive ? 0 : HS_FLAG_CASELESS);
-      if (std::string message = expression_error(regex, flags); !message.empty()) {
-        report(pattern.where, what + " is not supported: " + message + hint_for(message));
-        return;
-      }
-    }
-    add_expression(regex, !pattern.case_sensitive, leaf, slot, pattern.text, pattern.where);
-    // Constructs like \Q or (?x) comments may swallow the closing parenthesis of the wrapper, and a
-    // ^ or $ may sit where Hyperscan cannot anchor; report these with their pattern, too.
-    if (std::string message = expression_error(expressions_.back(), flags_.back());
-        !message.empty()) {
+  void add_pattern(const PatternConfig& pattern, uint32_t leaf, Field& field) {
+    std::string regex =
+        pattern.kind == PatternConfig::Kind::kToken ? token_regex(pattern.text) : pattern.text;
+    // A leaf only needs to know that one of its patterns matched, not where or how often.
+    unsigned flags = HS_FLAG_SINGLEMATCH | (pattern.case_sensitive ? 0 : HS_FLAG_CASELESS);
+    // Checked one by one so that every bad pattern is reported, not only the first.
+    bool can_be_empty = false;
+    if (std::string message = expression_error(regex, flags, can_be_empty); !message.empty()) {
       report(pattern.where, "rule '" + current_rule_->name + "': regex '" + pattern.text +
-                                "' cannot be embedded in the field scan: " + message);
+                                "' is not supported: " + message + hint_for(message));
+      return;
     }
+    // A regex that matches the empty string matches every value, including an empty one.
+    if (can_be_empty) flags |= HS_FLAG_ALLOWEMPTY;
+    auto [it, inserted] = field.ids_by_expression.emplace(
+        std::make_pair(regex, flags), static_cast<uint32_t>(pattern_leaves_.size()));
+    if (inserted) {
+      field.expressions.push_back(regex);
+      field.flags.push_back(flags);
+      field.ids.push_back(it->second);
+      pattern_leaves_.emplace_back();
+      sources_.push_back({current_rule_->name, pattern.text, pattern.where});
+    }
+    std::vector<uint32_t>& leaves = pattern_leaves_[it->second];
+    if (leaves.empty() || leaves.back() != leaf) leaves.push_back(leaf);
   }
 
   uint32_t build(const Condition& condition, uint32_t rule_index) {
@@ -460,20 +371,19 @@ class RuleSetBuilder {
       case ConditionKind::kPath:
       case ConditionKind::kHeaderMatches: {
         uint32_t leaf = new_leaf(rule_index);
-        uint32_t slot = condition.kind == ConditionKind::kUserAgent ? kUserAgentSlot
-                        : condition.kind == ConditionKind::kPath    ? kTargetSlot
-                                                                    : header_slot(condition.header);
-        for (const PatternConfig& pattern : condition.patterns) add_pattern(pattern, leaf, slot);
+        Field& field = condition.kind == ConditionKind::kUserAgent ? user_agent_
+                       : condition.kind == ConditionKind::kPath
+                           ? target_
+                           : header_fields_[header_index(condition.header)];
+        for (const PatternConfig& pattern : condition.patterns) add_pattern(pattern, leaf, field);
         return leaf_node(leaf);
       }
       case ConditionKind::kMethod: {
         uint32_t leaf = new_leaf(rule_index);
-        std::string alternatives;
         for (const std::string& method : condition.methods) {
-          alternatives += (alternatives.empty() ? "" : "|") + escape_literal(method);
+          std::vector<uint32_t>& leaves = methods_[method];
+          if (leaves.empty() || leaves.back() != leaf) leaves.push_back(leaf);
         }
-        add_expression("^(?:" + alternatives + ")$", false, leaf, kMethodSlot, "method",
-                       condition.where);
         return leaf_node(leaf);
       }
       case ConditionKind::kHeaderPresent:
@@ -483,10 +393,9 @@ class RuleSetBuilder {
         negations_ += absent;
         uint32_t leaf = new_leaf(rule_index);
         negations_ -= absent;
-        add_expression("", true, leaf, header_slot(condition.header), condition.header,
-                       condition.where);
+        set_.headers_[header_index(condition.header)].present_leaves.push_back(leaf);
         uint32_t present = leaf_node(leaf);
-        if (condition.kind == ConditionKind::kHeaderPresent) return present;
+        if (!absent) return present;
         auto first = static_cast<uint32_t>(set_.children_.size());
         set_.children_.push_back(present);
         return push_node(RuleSet::Op::kNot, first, 1);
@@ -494,8 +403,8 @@ class RuleSetBuilder {
       case ConditionKind::kRemoteAddress: {
         uint32_t leaf = new_leaf(rule_index);
         for (const Cidr& cidr : condition.cidrs) {
-          blocks_.push_back({cidr.network.bytes(), cidr.prefix_len_128(), cidr.network.is_v4(),
-                             leaf});
+          blocks_.push_back(
+              {cidr.network.bytes(), cidr.prefix_len_128(), cidr.network.is_v4(), leaf});
         }
         return leaf_node(leaf);
       }
@@ -507,9 +416,12 @@ class RuleSetBuilder {
   std::vector<ConfigError>& errors_;
   const RuleConfig* current_rule_ = nullptr;
   int negations_ = 0;  // `not`s above the node being built
-  std::vector<std::string> expressions_;
-  std::vector<unsigned> flags_;
-  std::vector<Source> sources_;
+  Field user_agent_;
+  Field target_;
+  std::vector<Field> header_fields_;                   // parallel to set_.headers_
+  std::vector<std::vector<uint32_t>> pattern_leaves_;  // global pattern id -> leaves
+  std::vector<Source> sources_;                        // global pattern id -> first source
+  std::map<std::string, std::vector<uint32_t>> methods_;
   std::vector<RuleSet::CidrTree::Block> blocks_;
 };
 
@@ -577,57 +489,23 @@ void RuleSet::prepare(MatchScratch& scratch) const {
     if (hs_clone_scratch(prototype_scratch_.get(), &clone) != HS_SUCCESS) throw std::bad_alloc();
     scratch.hs_scratch_.reset(clone);
   }
-  scratch.field_end_.assign(kFirstHeaderSlot + header_names_.size(), 0);
-  scratch.field_epoch_.assign(header_names_.size(), 0);
+  scratch.header_epoch_.assign(headers_.size(), 0);
   scratch.leaf_epoch_.assign(leaf_rule_.size(), 0);
   scratch.rule_epoch_.assign(rules_.size(), 0);
   scratch.candidates_.clear();
   scratch.candidates_.reserve(64);
-  scratch.buffer_.reserve(4096);
   scratch.epoch_ = 0;
   scratch.generation_ = generation_;
 }
 
-void RuleSet::build_buffer(const RequestView& request, MatchScratch& scratch) const {
-  std::string& buffer = scratch.buffer_;
-  buffer.clear();
-  auto append = [&](std::string_view tag, std::string_view value, uint32_t slot) {
-    buffer.append(tag);
-    std::size_t start = buffer.size();
-    buffer.append(value);
-    char* bytes = buffer.data() + start;
-    for (std::size_t i = 0; i < value.size(); ++i) {
-      char c = bytes[i];
-      bytes[i] = (c == '\n' || c == '\x01') ? ' ' : c;
-    }
-    scratch.field_end_[slot] = static_cast<uint32_t>(buffer.size());
-    buffer.push_back('\n');
-  };
-  if (uses_user_agent_) append(kUserAgentTag, request.header("User-Agent"), kUserAgentSlot);
-  if (uses_target_) append(kTargetTag, request.target, kTargetSlot);
-  if (uses_method_) append(kMethodTag, request.method, kMethodSlot);
-  if (header_names_.empty()) return;
-  // Only the first field of each name, as RequestView::header() sees it.
-  for (const HeaderField& field : request.headers) {
-    for (std::size_t i = 0; i < header_names_.size(); ++i) {
-      if (scratch.field_epoch_[i] == scratch.epoch_ || !iequals(field.name, header_names_[i])) {
-        continue;
-      }
-      scratch.field_epoch_[i] = scratch.epoch_;
-      append(header_tags_[i], field.value, kFirstHeaderSlot + static_cast<uint32_t>(i));
-      break;
-    }
-  }
-}
-
-int RuleSet::on_match(unsigned int id, unsigned long long /*from*/, unsigned long long to,
+int RuleSet::on_match(unsigned int id, unsigned long long /*from*/, unsigned long long /*to*/,
                       unsigned int /*flags*/, void* context) {
   auto* pair = static_cast<std::pair<const RuleSet*, MatchScratch*>*>(context);
   const RuleSet& self = *pair->first;
-  MatchScratch& scratch = *pair->second;
-  const PatternTarget& target = self.patterns_[id];
-  if (to > scratch.field_end_[target.slot]) return 0;  // ran past its field
-  self.mark_leaf(target.leaf, scratch);
+  const Pattern& pattern = self.patterns_[id];
+  for (uint32_t i = 0; i < pattern.leaf_count; ++i) {
+    self.mark_leaf(self.pattern_leaves_[pattern.first_leaf + i], *pair->second);
+  }
   return 0;
 }
 
@@ -645,21 +523,49 @@ void RuleSet::mark_leaf(uint32_t leaf, MatchScratch& scratch) const {
   }
 }
 
+void RuleSet::scan(const hs_database* database, std::string_view value,
+                   MatchScratch& scratch) const {
+  std::pair<const RuleSet*, MatchScratch*> context{this, &scratch};
+  // Hyperscan wants a non-null pointer even for an empty value.
+  const char* data = value.empty() ? "" : value.data();
+  hs_scan(database, data, static_cast<unsigned>(value.size()), 0, scratch.hs_scratch_.get(),
+          &RuleSet::on_match, &context);
+}
+
 void RuleSet::mark_leaves(const RequestView& request, MatchScratch& scratch) const {
   prepare(scratch);
   if (++scratch.epoch_ == 0) {
     // After 2^32 requests the epochs wrap: forget all marks once.
     std::fill(scratch.leaf_epoch_.begin(), scratch.leaf_epoch_.end(), 0);
     std::fill(scratch.rule_epoch_.begin(), scratch.rule_epoch_.end(), 0);
-    std::fill(scratch.field_epoch_.begin(), scratch.field_epoch_.end(), 0);
+    std::fill(scratch.header_epoch_.begin(), scratch.header_epoch_.end(), 0);
     scratch.epoch_ = 1;
   }
   scratch.candidates_.clear();
-  if (database_) {
-    build_buffer(request, scratch);
-    std::pair<const RuleSet*, MatchScratch*> context{this, &scratch};
-    hs_scan(database_.get(), scratch.buffer_.data(), static_cast<unsigned>(scratch.buffer_.size()),
-            0, scratch.hs_scratch_.get(), &RuleSet::on_match, &context);
+  // An absent User-Agent is scanned as "", so that '^$' finds requests without one.
+  if (user_agent_database_) scan(user_agent_database_.get(), request.header("User-Agent"), scratch);
+  if (target_database_) scan(target_database_.get(), request.target, scratch);
+  if (!headers_.empty()) {
+    // Only the first field of each name counts, as RequestView::header() sees it.
+    for (const HeaderField& field : request.headers) {
+      for (std::size_t i = 0; i < headers_.size(); ++i) {
+        if (scratch.header_epoch_[i] == scratch.epoch_ || !iequals(field.name, headers_[i].name)) {
+          continue;
+        }
+        scratch.header_epoch_[i] = scratch.epoch_;
+        for (uint32_t leaf : headers_[i].present_leaves) mark_leaf(leaf, scratch);
+        if (headers_[i].database) scan(headers_[i].database.get(), field.value, scratch);
+        break;
+      }
+    }
+  }
+  if (!method_leaves_.empty()) {
+    auto it = std::lower_bound(
+        method_leaves_.begin(), method_leaves_.end(), request.method,
+        [](const auto& entry, std::string_view method) { return entry.first < method; });
+    if (it != method_leaves_.end() && it->first == request.method) {
+      for (uint32_t leaf : it->second) mark_leaf(leaf, scratch);
+    }
   }
   cidr_tree_->lookup(request.client_ip, [&](uint32_t leaf) { mark_leaf(leaf, scratch); });
 }

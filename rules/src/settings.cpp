@@ -101,8 +101,7 @@ bool UpstreamSettings::parse_url(std::string_view url, HostPort& out, std::strin
     return false;
   }
   HostPort parsed;
-  if (rest.find(':') == std::string_view::npos ||
-      (rest.front() == '[' && rest.back() == ']')) {
+  if (rest.find(':') == std::string_view::npos || (rest.front() == '[' && rest.back() == ']')) {
     // No explicit port: the http default.
     std::string with_port = std::string(rest) + ":80";
     if (!HostPort::parse(with_port, parsed, error)) return false;

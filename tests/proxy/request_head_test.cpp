@@ -80,6 +80,7 @@ INSTANTIATE_TEST_SUITE_P(
         RejectCase{"authority_form", "CONNECT example.org:443 HTTP/1.1\r\nHost: a\r\n\r\n", 400},
         RejectCase{"expect_other", "GET / HTTP/1.1\r\nHost: a\r\nExpect: something\r\n\r\n", 417},
         RejectCase{"bad_method", "G(T / HTTP/1.1\r\nHost: a\r\n\r\n", 400},
+        RejectCase{"two_user_agents", "GET / HTTP/1.1\r\nHost: a\r\nUser-Agent: Mozilla/5.0\r\nUser-Agent: GPTBot/1.2\r\n\r\n", 400},
         RejectCase{"bad_host", "GET / HTTP/1.1\r\nHost: a/b\r\n\r\n", 400}),
     [](const auto& info) { return std::string(info.param.name); });
 

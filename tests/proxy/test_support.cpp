@@ -46,7 +46,7 @@ void write_stream(tcp::socket& socket, const http::request<http::buffer_body>& r
   std::uint64_t sent = 0;
   while (sent < bytes) {
     std::size_t n = static_cast<std::size_t>(std::min<std::uint64_t>(chunk.size(), bytes - sent));
-    for (std::size_t i = 0; i < n; ++i) chunk[i] = pattern_byte(sent + i);
+    fill_pattern(chunk.data(), sent, n);
     res.body().data = chunk.data();
     res.body().size = n;
     res.body().more = true;
@@ -63,6 +63,39 @@ void write_stream(tcp::socket& socket, const http::request<http::buffer_body>& r
 }
 
 }  // namespace
+
+const char* pattern_table() {
+  static const std::vector<char> table = [] {
+    std::vector<char> bytes(kPatternPeriod + kPatternMaxRange);
+    for (std::size_t i = 0; i < bytes.size(); ++i) {
+      std::size_t k = i % kPatternPeriod;
+      bytes[i] = static_cast<char>('a' + (k * 7 + k / 251) % 26);
+    }
+    return bytes;
+  }();
+  return table.data();
+}
+
+void fill_pattern(char* out, std::uint64_t offset, std::size_t n) {
+  while (n > 0) {
+    std::size_t take = std::min(n, kPatternMaxRange);
+    std::memcpy(out, pattern_table() + offset % kPatternPeriod, take);
+    out += take;
+    offset += take;
+    n -= take;
+  }
+}
+
+bool matches_pattern(const char* data, std::uint64_t offset, std::size_t n) {
+  while (n > 0) {
+    std::size_t take = std::min(n, kPatternMaxRange);
+    if (std::memcmp(data, pattern_table() + offset % kPatternPeriod, take) != 0) return false;
+    data += take;
+    offset += take;
+    n -= take;
+  }
+  return true;
+}
 
 TestBackend::TestBackend() : acceptor_(ioc_, tcp::endpoint(net::ip::make_address("127.0.0.1"), 0)) {
   port_ = acceptor_.local_endpoint().port();
@@ -157,9 +190,7 @@ void TestBackend::serve(std::shared_ptr<tcp::socket> socket) {
       if (ec) return;
       std::size_t n = sizeof chunk - req.body().size;
       if (sink) {
-        for (std::size_t i = 0; i < n; ++i) {
-          if (chunk[i] != pattern_byte(body_bytes + i)) body_ok = false;
-        }
+        if (!matches_pattern(chunk, body_bytes, n)) body_ok = false;
       } else {
         body.append(chunk, n);
       }
@@ -291,7 +322,10 @@ std::optional<Response> request(uint16_t port, std::string_view raw, bool head_r
 
 std::string get_request(std::string_view target, std::string_view extra_headers) {
   std::string text = "GET ";
-  text.append(target).append(" HTTP/1.1\r\nHost: test.local\r\nUser-Agent: crawlgate-test\r\n");
+  text.append(target).append(" HTTP/1.1\r\nHost: test.local\r\n");
+  if (extra_headers.find("User-Agent:") == std::string_view::npos) {
+    text.append("User-Agent: crawlgate-test\r\n");
+  }
   text.append(extra_headers).append("\r\n");
   return text;
 }

@@ -12,6 +12,7 @@
 #include <memory>
 #include <mutex>
 #include <optional>
+#include <cstring>
 #include <string>
 #include <thread>
 #include <vector>
@@ -25,8 +26,15 @@ namespace beast = boost::beast;
 namespace http = beast::http;
 using tcp = net::ip::tcp;
 
-// Deterministic bytes for streamed bodies: byte i of a stream is pattern_byte(i).
-inline char pattern_byte(std::uint64_t i) { return static_cast<char>('a' + (i * 7 + i / 4096) % 26); }
+// Deterministic bytes for streamed bodies: byte i of a stream is pattern_byte(i). The period is
+// prime, so a lost, repeated or shifted block shows. fill_pattern/matches_pattern work on whole
+// ranges (up to kPatternMaxRange bytes) with memcpy/memcmp, fast enough for GiB streams.
+constexpr std::size_t kPatternPeriod = 65521;
+constexpr std::size_t kPatternMaxRange = 256 * 1024;
+const char* pattern_table();  // kPatternPeriod + kPatternMaxRange bytes
+inline char pattern_byte(std::uint64_t i) { return pattern_table()[i % kPatternPeriod]; }
+void fill_pattern(char* out, std::uint64_t offset, std::size_t n);
+bool matches_pattern(const char* data, std::uint64_t offset, std::size_t n);
 
 // Routes:
 //   /echo        200, body = "METHOD TARGET\n" + "Name: value\n"... + "\n" + request body

@@ -1,3 +1,5 @@
+#include "crawlgate/rules/config.h"
+
 #include <gtest/gtest.h>
 
 #include <algorithm>
@@ -6,7 +8,6 @@
 #include <regex>
 #include <sstream>
 
-#include "crawlgate/rules/config.h"
 #include "crawlgate/rules/rule_set.h"
 #include "test_util.h"
 
@@ -208,10 +209,10 @@ TEST(ConfigLoadTest, StaticResponsePathsAreUnique) {
 // ---- includes ----
 
 TEST(ConfigIncludeTest, LoopNamesTheChain) {
-  auto result = load_config_embedded("etc/main.yaml",
-                                     {{"etc/main.yaml", "include: rules/a.yaml\n"},
-                                      {"etc/rules/a.yaml", "include: [b.yaml]\n"},
-                                      {"etc/rules/b.yaml", "\ninclude: ../main.yaml\n"}});
+  auto result =
+      load_config_embedded("etc/main.yaml", {{"etc/main.yaml", "include: rules/a.yaml\n"},
+                                             {"etc/rules/a.yaml", "include: [b.yaml]\n"},
+                                             {"etc/rules/b.yaml", "\ninclude: ../main.yaml\n"}});
   ASSERT_EQ(result.errors.size(), 1u) << describe_errors(result.errors);
   EXPECT_EQ(result.errors[0].to_string(),
             "etc/rules/b.yaml:2:10: include loop: etc/main.yaml -> etc/rules/a.yaml -> "
@@ -242,8 +243,7 @@ TEST(ConfigIncludeTest, RulesAreOrderedWithIncludesExpandedInPlace) {
         "include: [rules/*.yaml]\n"
         "classes: {local: {action: allow}}\n"},
        {"rules/20-b.yaml", "rules: [{name: b1, class: local, path: [b]}]\n"},
-       {"rules/10-a.yaml",
-        "rules: [{name: a1, action: log, path: [a]}]\ninclude: extra/*.yaml\n"},
+       {"rules/10-a.yaml", "rules: [{name: a1, action: log, path: [a]}]\ninclude: extra/*.yaml\n"},
        {"rules/extra/x.yaml", "rules: [{name: x1, action: log, path: [x]}]\n"},
        {"rules/notes.txt", "not yaml: ["},
        {"other/z.yaml", "rules: [{name: z, action: log, path: [z]}]\n"}});
@@ -363,14 +363,32 @@ TEST(ConfigRoundTripTest, EveryServerKey) {
   EXPECT_TRUE(RuleSet::compile(config).ok());
 }
 
+// The server-key example at the top of docs/config.md must stay a valid config.
+TEST(ConfigDocTest, ServerExampleLoads) {
+  std::ifstream in(CRAWLGATE_CONFIG_DOC);
+  std::stringstream text;
+  text << in.rdbuf();
+  std::string doc = text.str();
+  std::size_t start = doc.find("```yaml\n");
+  ASSERT_NE(start, std::string::npos);
+  start += 8;
+  std::string example = doc.substr(start, doc.find("```", start) - start);
+  LoadResult result = load_text(example);
+  ASSERT_TRUE(result.ok()) << describe_errors(result.errors) << example;
+  const ServerSettings& server = result.config->server;
+  EXPECT_EQ(server.upstream.address.to_string(), "127.0.0.1:8081");
+  EXPECT_EQ(server.limits.max_header_bytes, 16u * 1024);
+  ASSERT_EQ(server.static_responses.size(), 1u);
+  EXPECT_EQ(server.static_responses[0].body, "pong\n");
+}
+
 TEST(ConfigClassesTest, StandardClassesExistWithoutAClassesKey) {
   LoadResult result = load_text("rules: [{name: r, class: ai_data, user_agent: [x]}]\n");
   ASSERT_TRUE(result.ok()) << describe_errors(result.errors);
   const std::vector<std::string> standard = {
-      "ai_training",   "ai_search", "ai_assistant", "ai_agent",       "ai_data",
-      "ai_stealth",    "search_engine", "archiver", "social_preview", "feed_reader",
-      "monitor",       "seo",       "scanner",      "http_library",   "browser_automation",
-      "human"};
+      "ai_training",   "ai_search",    "ai_assistant",       "ai_agent",    "ai_data", "ai_stealth",
+      "search_engine", "archiver",     "social_preview",     "feed_reader", "monitor", "seo",
+      "scanner",       "http_library", "browser_automation", "human"};
   ASSERT_EQ(result.config->classes.size(), standard.size());
   for (std::size_t i = 0; i < standard.size(); ++i) {
     EXPECT_EQ(result.config->classes[i].name, standard[i]);

@@ -1,10 +1,11 @@
+#include "crawlgate/rules/rule_set.h"
+
 #include <gtest/gtest.h>
 
 #include <string>
 #include <vector>
 
 #include "crawlgate/rules/config.h"
-#include "crawlgate/rules/rule_set.h"
 #include "test_util.h"
 
 namespace crawlgate {
@@ -49,16 +50,19 @@ TEST(RuleSetErrorsTest, EveryBadPatternIsReportedWithItsLocation) {
   EXPECT_NE(errors[3].message.find("(a)\\1"), std::string::npos);
 }
 
-TEST(RuleSetErrorsTest, BufferAnchorsAreRejected) {
-  auto errors = errors_of("rules: [{name: a, action: log, user_agent: ['\\AGPTBot\\z']}]\n");
-  ASSERT_EQ(errors.size(), 1u) << describe_errors(errors);
-  EXPECT_NE(errors[0].message.find("\\A is not supported"), std::string::npos);
-}
-
-TEST(RuleSetErrorsTest, PatternsThatWouldEscapeTheirWrapperAreRejected) {
-  auto errors = errors_of("rules: [{name: a, action: log, user_agent: ['\\Qfoo']}]\n");
-  ASSERT_EQ(errors.size(), 1u) << describe_errors(errors);
-  EXPECT_NE(errors[0].message.find("cannot be embedded"), std::string::npos) << errors[0].message;
+TEST(RuleSetErrorsTest, EmptyMatchingAndQuotedPatternsCompile) {
+  auto rules = compile_text(
+      "rules:\n"
+      "  - {name: anchors, action: log, user_agent: ['\\AGPTBot\\z']}\n"
+      "  - {name: quoted, action: log, user_agent: ['\\Qa.b']}\n"
+      "  - {name: anything, action: log, headers: {X-Any: ['x*']}}\n");
+  ASSERT_TRUE(rules);
+  EXPECT_EQ(testing::winner(*rules, Request().ua("GPTBot")), "anchors");
+  EXPECT_EQ(testing::winner(*rules, Request().ua("a GPTBot")), "");
+  EXPECT_EQ(testing::winner(*rules, Request().ua("xa.b")), "quoted");
+  EXPECT_EQ(testing::winner(*rules, Request().ua("xaxb")), "");
+  EXPECT_EQ(testing::winner(*rules, Request().header("X-Any", "")), "anything");
+  EXPECT_EQ(testing::winner(*rules, Request().header("X-Other", "")), "");
 }
 
 // ---- matching ----
@@ -149,7 +153,7 @@ TEST(RuleSetTest, MatchesDoNotCrossFields) {
   EXPECT_EQ(winner(*rules, Request().header("X-A", "one two")), "header");
 }
 
-TEST(RuleSetTest, ValuesCannotForgeFieldTags) {
+TEST(RuleSetTest, ControlBytesInValuesStayInTheirField) {
   auto rules = compile_text("rules: [{name: admin, action: deny, path: ['^/admin']}]\n");
   ASSERT_TRUE(rules);
   EXPECT_EQ(winner(*rules, Request().ua("x\n\x01T\n/admin").path("/")), "");
@@ -300,10 +304,9 @@ TEST(RuleSetTest, HeadersPresentAbsentAndRegex) {
       "      X-Empty: {present: true}\n");
   ASSERT_TRUE(rules);
   EXPECT_EQ(winner(*rules, Request().header("sec-fetch-mode", "navigate")), "headless");
-  EXPECT_EQ(
-      winner(*rules,
-             Request().header("Sec-Fetch-Mode", "navigate").header("Accept-Language", "en")),
-      "");
+  EXPECT_EQ(winner(*rules,
+                   Request().header("Sec-Fetch-Mode", "navigate").header("Accept-Language", "en")),
+            "");
   EXPECT_EQ(winner(*rules, Request().header("X-CRAWLER", "YES")), "crawler-header");
   EXPECT_EQ(winner(*rules, Request().header("X-Crawler", "yes please")), "");
   EXPECT_EQ(winner(*rules, Request().header("X-Crawler", "no").header("X-Crawler", "yes")), "")
@@ -380,8 +383,7 @@ TEST(RuleSetTest, ConditionsOfDifferentKindsCombine) {
       "    remote_addresses: [203.0.113.0/24]\n"
       "    method: [GET]\n");
   ASSERT_TRUE(rules);
-  EXPECT_EQ(winner(*rules, Request().ua("python-requests/2.31").ip("203.0.113.9")),
-            "cloud-python");
+  EXPECT_EQ(winner(*rules, Request().ua("python-requests/2.31").ip("203.0.113.9")), "cloud-python");
   EXPECT_EQ(winner(*rules, Request().ua("python-requests/2.31").ip("203.0.114.9")), "");
   EXPECT_EQ(winner(*rules, Request().ua("curl").ip("203.0.113.9")), "");
   EXPECT_EQ(winner(*rules, Request().ua("python-requests").ip("203.0.113.9").verb("HEAD")), "");
@@ -442,8 +444,7 @@ TEST(RuleSetScaleTest, FiveThousandGeneratedPatterns) {
       pattern.text = "Crawler" + std::to_string(i) + "/\\d+";
     } else if (i % 5 == 2) {
       condition.kind = ConditionKind::kRemoteAddress;
-      condition.cidrs.push_back(
-          {IpAddress::v4(0x0a000000u + static_cast<uint32_t>(i) * 256), 24});
+      condition.cidrs.push_back({IpAddress::v4(0x0a000000u + static_cast<uint32_t>(i) * 256), 24});
     } else {
       condition.kind = ConditionKind::kUserAgent;
       pattern.kind = PatternConfig::Kind::kToken;

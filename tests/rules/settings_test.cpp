@@ -1,7 +1,8 @@
+#include "crawlgate/rules/settings.h"
+
 #include <gtest/gtest.h>
 
 #include "crawlgate/rules/config.h"
-#include "crawlgate/rules/settings.h"
 
 namespace crawlgate {
 namespace {
@@ -27,8 +28,8 @@ TEST(HostPortTest, ParsesIpv4NameAndBracketedIpv6) {
 TEST(HostPortTest, RejectsBadInput) {
   HostPort out;
   std::string error;
-  for (const char* text : {"127.0.0.1", ":80", "host:", "host:65536", "host:8x", "::1:80",
-                           "[::1]", "[::1]80", "[nothost]:80", "bad host:80", ""}) {
+  for (const char* text : {"127.0.0.1", ":80", "host:", "host:65536", "host:8x", "::1:80", "[::1]",
+                           "[::1]80", "[nothost]:80", "bad host:80", ""}) {
     error.clear();
     EXPECT_FALSE(HostPort::parse(text, out, error)) << text;
     EXPECT_FALSE(error.empty()) << text;
@@ -106,8 +107,8 @@ TEST(SizeTest, ParsesUnitsAndBytes) {
 TEST(SizeTest, RejectsBadSizes) {
   std::uint64_t out = 0;
   std::string error;
-  for (const char* text : {"", "KiB", "16 KiB", "1.5MiB", "-1", "99999999999999999999",
-                           "17179869184GiB"}) {
+  for (const char* text :
+       {"", "KiB", "16 KiB", "1.5MiB", "-1", "99999999999999999999", "17179869184GiB"}) {
     EXPECT_FALSE(parse_size(text, out, error)) << text;
   }
   EXPECT_FALSE(parse_size("16MB", out, error));

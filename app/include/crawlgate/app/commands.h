@@ -32,6 +32,15 @@ LoadResult load_configuration(const std::string& path);
 // Applies the flags; returns an error message for a bad flag value.
 std::optional<std::string> apply_overrides(const Overrides& overrides, ServerSettings& settings);
 
+// Loads the config and compiles its rules: what `check` validates and `run` runs.
+struct CompiledConfig {
+  std::shared_ptr<const Config> config;
+  std::shared_ptr<const RuleSet> rules;
+  std::vector<ConfigError> errors;
+  bool ok() const { return errors.empty() && config && rules; }
+};
+CompiledConfig compile_configuration(const std::string& path);
+
 // Loads, applies the flags and builds a snapshot; errors are returned as printable lines.
 struct BuildResult {
   std::shared_ptr<const proxy::Snapshot> snapshot;

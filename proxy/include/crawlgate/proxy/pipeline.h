@@ -12,7 +12,9 @@
 #include <utility>
 #include <vector>
 
+#include "crawlgate/rules/config.h"
 #include "crawlgate/rules/request_view.h"
+#include "crawlgate/rules/rule_set.h"
 #include "crawlgate/rules/settings.h"
 
 namespace crawlgate::proxy {
@@ -35,6 +37,8 @@ struct RequestContext {
   std::string rule;                       // the deciding rule, if any
   std::string action;                     // allow, deny, throttle, tarpit, log
   bool enforced = true;
+  std::string shadow_rule;                // a shadow-mode rule that matched before the decision
+  std::string answered_by;                // the stage that answered locally, if any
 };
 
 enum class StageVerdict { kContinue, kRespond, kSuspend };
@@ -86,13 +90,23 @@ LocalResponse error_response(int status, std::string_view request_id, std::strin
 // takes the pointer once when it starts and keeps it to its end.
 struct Snapshot {
   std::uint64_t generation = 0;
-  ServerSettings settings;
+  ServerSettings settings;               // the config's, with command-line overrides applied
+  std::shared_ptr<const Config> config;  // null when built from settings alone (tests)
+  std::shared_ptr<const RuleSet> rules;  // null when there are no rules
   Pipeline pipeline;
-  std::string source;  // the config file, or "(embedded default)"
+  std::string source;  // the config file, or "(embedded default config)"
 };
 
-// Builds the stages the settings ask for. Later issues add rules, classifier and limits here.
+// Builds the stages the settings and rules ask for: static answers, then signatures. Later issues
+// add the classifier and limits here.
 std::shared_ptr<const Snapshot> build_snapshot(const ServerSettings& settings,
-                                               std::uint64_t generation, std::string source);
+                                               std::uint64_t generation, std::string source,
+                                               std::shared_ptr<const Config> config = nullptr,
+                                               std::shared_ptr<const RuleSet> rules = nullptr);
+
+// Runs a snapshot's stages over one request outside the proxy (explain, replay). A stage that
+// suspends is treated as continuing: offline there is nothing to wait for.
+StageVerdict run_pipeline_offline(const Snapshot& snapshot, const RequestView& request,
+                                  RequestContext& context);
 
 }  // namespace crawlgate::proxy

@@ -66,16 +66,16 @@ struct PatternConfig {
 };
 
 enum class ConditionKind {
-  kAll,             // children all hold (a rule's own keys form an implicit kAll)
-  kAny,             // at least one child holds
-  kNot,             // exactly one child, which does not hold
-  kUserAgent,       // any pattern matches the User-Agent value ("" when absent)
-  kPath,            // any pattern matches the request target (path and query)
-  kMethod,          // the method is one of `methods` (exact, case-sensitive)
-  kHeaderMatches,   // header `header` is present and any pattern matches its first value
-  kHeaderPresent,   // header `header` is present
-  kHeaderAbsent,    // header `header` is absent
-  kRemoteAddress,   // the client address lies in one of `cidrs`
+  kAll,            // children all hold (a rule's own keys form an implicit kAll)
+  kAny,            // at least one child holds
+  kNot,            // exactly one child, which does not hold
+  kUserAgent,      // any pattern matches the User-Agent value ("" when absent)
+  kPath,           // any pattern matches the request target (path and query)
+  kMethod,         // the method is one of `methods` (exact, case-sensitive)
+  kHeaderMatches,  // header `header` is present and any pattern matches its first value
+  kHeaderPresent,  // header `header` is present
+  kHeaderAbsent,   // header `header` is absent
+  kRemoteAddress,  // the client address lies in one of `cidrs`
 };
 
 struct Condition {
@@ -90,7 +90,7 @@ struct Condition {
 
 struct RuleConfig {
   std::string name;
-  std::string class_name;  // "" when the rule gives only an action
+  std::string class_name;          // "" when the rule gives only an action
   Action action = Action::kAllow;  // resolved: the rule's own, else its class's
   bool enforce = true;             // false = shadow mode
   DenyResponse deny;               // resolved: the rule's override over its class's answer

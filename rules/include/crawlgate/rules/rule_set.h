@@ -1,6 +1,8 @@
-// The compiled, immutable form of a Config's rules: every regex of every rule in one Hyperscan
-// database scanned once per request over a joined buffer of the fields, plus one prefix-tree lookup
-// for remote_addresses. Per-request cost depends on what matched, not on the number of rules.
+// The compiled, immutable form of a Config's rules. The regexes of all rules are compiled into one
+// Hyperscan database per request field (User-Agent, target, each header some rule names); each
+// field is scanned once per request, whatever the number of rules. remote_addresses use one
+// prefix-tree lookup, methods and header presence one table lookup. Only rules with a matched leaf
+// (plus the few that can hold with none) are then evaluated, in rule order.
 #pragma once
 
 #include <cstdint>
@@ -73,12 +75,10 @@ class MatchScratch {
   friend class RuleSet;
   uint64_t generation_ = 0;
   HsScratchPtr hs_scratch_;
-  std::string buffer_;                 // the joined fields of the current request
-  std::vector<uint32_t> field_end_;    // per field slot: offset of the '\n' ending its value
-  std::vector<uint32_t> field_epoch_;  // per header slot: == epoch_ when present in buffer_
-  std::vector<uint32_t> leaf_epoch_;   // per leaf: == epoch_ when it matched this request
-  std::vector<uint32_t> rule_epoch_;   // per rule: == epoch_ when already a candidate
-  std::vector<uint32_t> candidates_;   // rules with a matched leaf, this request
+  std::vector<uint32_t> header_epoch_;  // per header slot: == epoch_ once seen this request
+  std::vector<uint32_t> leaf_epoch_;    // per leaf: == epoch_ when it matched this request
+  std::vector<uint32_t> rule_epoch_;    // per rule: == epoch_ when already a candidate
+  std::vector<uint32_t> candidates_;    // rules with a matched positive leaf, this request
   uint32_t epoch_ = 0;
 };
 
@@ -120,9 +120,14 @@ class RuleSet {
     uint32_t first;  // kLeaf: the leaf id; otherwise the first index into children_
     uint32_t count;  // number of children
   };
-  struct PatternTarget {
-    uint32_t leaf;
-    uint32_t slot;  // the field whose value the pattern must match within
+  struct Pattern {
+    uint32_t first_leaf;  // range in pattern_leaves_: identical patterns share one Hyperscan id
+    uint32_t leaf_count;
+  };
+  struct HeaderSlot {
+    std::string name;                      // lower-case
+    HsDatabasePtr database;                // the header's regexes, or null
+    std::vector<uint32_t> present_leaves;  // leaves of {present}/{absent} tests
   };
   class CidrTree;
   friend class RuleSetBuilder;
@@ -130,8 +135,9 @@ class RuleSet {
   RuleSet();
   void prepare(MatchScratch& scratch) const;
   // Scans the request and marks matched leaves; fills scratch.candidates_ (unsorted).
+  // Scans the request and marks matched leaves; fills scratch.candidates_ (unsorted).
   void mark_leaves(const RequestView& request, MatchScratch& scratch) const;
-  void build_buffer(const RequestView& request, MatchScratch& scratch) const;
+  void scan(const hs_database* database, std::string_view value, MatchScratch& scratch) const;
   void mark_leaf(uint32_t leaf, MatchScratch& scratch) const;
   bool holds(uint32_t node, const MatchScratch& scratch) const;
   // The value of a condition tree when none of its leaves matched.
@@ -146,16 +152,15 @@ class RuleSet {
   std::vector<Rule> rules_;
   std::vector<Node> nodes_;
   std::vector<uint32_t> children_;
-  std::vector<uint32_t> leaf_rule_;      // leaf id -> rule index
-  std::vector<bool> leaf_triggers_;      // leaf id -> under an even number of `not`s
-  std::vector<PatternTarget> patterns_;  // Hyperscan id -> leaf and field
-  std::vector<uint32_t> always_rules_;   // rules that can hold with no matched leaf, sorted
-  std::vector<std::string> header_names_;  // header field slots (slot kFirstHeaderSlot + i)
-  std::vector<std::string> header_tags_;
-  bool uses_user_agent_ = false;
-  bool uses_target_ = false;
-  bool uses_method_ = false;
-  HsDatabasePtr database_;
+  std::vector<uint32_t> leaf_rule_;  // leaf id -> rule index
+  std::vector<bool> leaf_triggers_;  // leaf id -> under an even number of `not`s
+  std::vector<Pattern> patterns_;    // Hyperscan id -> leaves
+  std::vector<uint32_t> pattern_leaves_;
+  std::vector<uint32_t> always_rules_;  // rules that can hold with no matched leaf, sorted
+  HsDatabasePtr user_agent_database_;
+  HsDatabasePtr target_database_;
+  std::vector<HeaderSlot> headers_;
+  std::vector<std::pair<std::string, std::vector<uint32_t>>> method_leaves_;  // sorted by method
   HsScratchPtr prototype_scratch_;
   std::unique_ptr<CidrTree> cidr_tree_;
 };
