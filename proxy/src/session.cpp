@@ -544,6 +544,8 @@ class Session : public std::enable_shared_from_this<Session> {
         static_cast<std::uint32_t>(settings().limits.max_response_header_bytes));
     response_parser_->body_limit(kNoBodyLimit);
     if (head_.method == "HEAD") response_parser_->skip(true);
+    // One read can then take the head and a typical page together.
+    upstream_buffer_.reserve(kRelayBufferSize);
     upstream_->expires_after(settings().upstream.response_timeout);
     http::async_read_header(*upstream_, upstream_buffer_, *response_parser_,
                             beast::bind_front_handler(&Session::on_upstream_response_head,
@@ -591,6 +593,12 @@ class Session : public std::enable_shared_from_this<Session> {
     res.body().size = 0;
     res.body().more = response_has_body_;
     client_serializer_.emplace(res);
+    if (response_has_body_ && upstream_buffer_.size() > 0) {
+      // Body bytes arrived with the head: parse them (no system call) and send head and body in
+      // one gather write. A body still to come does not hold the head back.
+      if (!relay_buffer_) relay_buffer_ = std::make_unique<char[]>(kRelayBufferSize);
+      return read_response_body();
+    }
     client_.expires_after(settings().timeouts.client_write);
     http::async_write_header(
         client_, *client_serializer_,
@@ -604,7 +612,6 @@ class Session : public std::enable_shared_from_this<Session> {
       return finish_upstream_exchange();
     }
     if (!relay_buffer_) relay_buffer_ = std::make_unique<char[]>(kRelayBufferSize);
-    upstream_buffer_.reserve(kRelayBufferSize);
     read_response_body();
   }
 

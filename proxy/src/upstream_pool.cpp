@@ -21,8 +21,11 @@ std::optional<tcp::socket> UpstreamPool::acquire(const tcp::endpoint& endpoint) 
     Idle entry = std::move(idle_.back());
     idle_.pop_back();
     boost::system::error_code ignored;
+    // The peek costs a system call per request; a connection idle for less than a second is
+    // all but certain to be open, and the session retries an idempotent request once if not.
+    bool recently_used = now - entry.since < std::chrono::seconds(1);
     if (entry.endpoint != endpoint || now - entry.since > idle_timeout_ ||
-        !still_usable(entry.socket)) {
+        (!recently_used && !still_usable(entry.socket))) {
       entry.socket.close(ignored);
       continue;
     }

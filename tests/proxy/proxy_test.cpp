@@ -353,6 +353,24 @@ TEST_F(ProxyTest, UpstreamClosingPooledConnectionsIsRecoveredTransparently) {
   }
 }
 
+TEST_F(ProxyTest, StalePooledConnectionIsRetriedForIdempotentRequests) {
+  auto settings = test_settings();
+  settings.threads = 1;
+  start(settings);
+  for (int i = 0; i < 3; ++i) {
+    auto first = request(port(), get_request("/silent-close?ms=20"));
+    ASSERT_TRUE(first);
+    EXPECT_EQ(first->body, "silent");
+    // Let the backend drop the pooled connection; the proxy only learns it on reuse.
+    std::this_thread::sleep_for(std::chrono::milliseconds(150));
+    auto second = request(port(), get_request("/after-stale"));
+    ASSERT_TRUE(second);
+    EXPECT_EQ(second->status, 200);
+    EXPECT_EQ(second->body, "ok /after-stale");
+  }
+  EXPECT_EQ(proxy_->server().stats().upstream_errors.load(), 0u);
+}
+
 TEST_F(ProxyTest, ForwardedForIsBelievedOnlyFromTrustedPeers) {
   start();  // no trusted proxies
   auto untrusted = request(port(), get_request("/echo", "X-Forwarded-For: 203.0.113.9\r\n"

@@ -226,6 +226,12 @@ void TestBackend::serve(std::shared_ptr<tcp::socket> socket) {
       res.keep_alive(req.keep_alive());
       http::write(*socket, res, ec);
       keep = !ec && req.keep_alive();
+    } else if (target.starts_with("/silent-close")) {
+      // Answers as if the connection stays open, then drops it: a pooled connection gone stale.
+      respond(http::status::ok, "silent");
+      std::this_thread::sleep_for(std::chrono::milliseconds(query_number(target, "ms", 50)));
+      socket->shutdown(tcp::socket::shutdown_both, ec);
+      return;
     } else if (target.starts_with("/close")) {
       respond(http::status::ok, "bye", true);
       keep = false;

@@ -44,6 +44,7 @@ bool matches_pattern(const char* data, std::uint64_t offset, std::size_t n);
 //   /slow?ms=M   answers 200 "slow" after M ms
 //   /status?code=C   answers C (304/204 without body) with ETag
 //   /early413    answers 413 without reading the body and closes
+//   /silent-close?ms=M  answers with keep-alive, then closes the connection M ms later
 //   /ws          WebSocket echo
 //   anything else: 200 "ok <target>"
 class TestBackend {
