@@ -116,8 +116,10 @@ class Pattern:
         self.kind, self.text, self.case_sensitive, self.source = kind, text, case_sensitive, source
         if kind == "token":
             # The C++ engine: preceded by start or a non-alphanumeric, followed by end or one.
-            self.py = re.compile(r"(?<![A-Za-z0-9])" + re.escape(text) + r"(?![A-Za-z0-9])", re.I)
-            self.hs = r"(?:^|[^A-Za-z0-9])" + hs_escape(text) + r"(?:[^A-Za-z0-9]|$)"
+            # The engine's token boundary (rules/src/rule_set.cpp, docs/config.md): letters, digits,
+            # '_' and '-' continue a token, so `ChatGPT` does not match inside `ChatGPT-User`.
+            self.py = re.compile(r"(?<![A-Za-z0-9_-])" + re.escape(text) + r"(?![A-Za-z0-9_-])", re.I)
+            self.hs = r"(?:^|[^A-Za-z0-9_-])" + hs_escape(text) + r"(?:[^A-Za-z0-9_-]|$)"
             self.hs_caseless = True
         else:
             check_hyperscan_syntax(text)
@@ -484,6 +486,11 @@ def self_check(ai_rules, cua_rules, robots, cua, table, browsers):
             elif m is not None and m.cls in AI_CLASSES:
                 n_other += 1
                 agent = next((a for a in getattr(m, "agents", []) if Pattern("token", a).py.search(ua)), None)
+                if agent is None and getattr(m, "agents", None) and any(
+                        p.kind == "regex" and p.py.search(ua) for p in m.patterns):
+                    # A hand-written regex of the table (e.g. 'opencode-smartfetch') is the agent's
+                    # own UA form: the match itself shows the agent.
+                    agent = m.agents[0]
                 if agent is None:
                     problems.append(f"(b) {ua!r} (tags {e['tags']}) gets {m.cls} from {m.name} "
                                     f"without an AI agent's token")

@@ -106,6 +106,8 @@ class Session : public std::enable_shared_from_this<Session> {
   // Runs on this session's strand.
   void drain() {
     draining_ = true;
+    // A tarpitted client is not owed a graceful answer: do not let it hold shutdown up.
+    if (hold_) return close();
     if (idle_) {
       error_code ignored;
       client_.socket().close(ignored);
@@ -306,6 +308,20 @@ class Session : public std::enable_shared_from_this<Session> {
     bool head_only = head_.method == "HEAD";
     bytes_sent_ = head_only ? 0 : res.body().size();
     local_serializer_.emplace(res);
+    if (local.delay.count() > 0) {
+      // Tarpit: the answer waits on a timer; the connection costs a socket and a few hundred
+      // bytes meanwhile, and no thread.
+      hold_ = std::move(local.hold);
+      hold_timer_.expires_after(local.delay);
+      return hold_timer_.async_wait([self = shared_from_this(), head_only](error_code ec) {
+        if (ec) return self->close();
+        self->write_local(head_only);
+      });
+    }
+    write_local(head_only);
+  }
+
+  void write_local(bool head_only) {
     client_.expires_after(settings().timeouts.client_write);
     if (head_only) {
       http::async_write_header(
@@ -318,6 +334,7 @@ class Session : public std::enable_shared_from_this<Session> {
   }
 
   void on_local_written(error_code ec, std::size_t) {
+    hold_.reset();
     if (ec) {
       status_ = 499;
       keep_alive_ = false;
@@ -800,6 +817,8 @@ class Session : public std::enable_shared_from_this<Session> {
 
   void close() {
     stop_head_timer();
+    hold_timer_.cancel();
+    hold_.reset();
     error_code ignored;
     client_.socket().shutdown(tcp::socket::shutdown_send, ignored);
     client_.socket().close(ignored);
@@ -868,6 +887,8 @@ class Session : public std::enable_shared_from_this<Session> {
   bool logged_ = false;
 
   std::optional<http::response<http::string_body>> local_response_;
+  net::steady_timer hold_timer_{worker_.ioc};
+  std::shared_ptr<void> hold_;
   std::optional<http::response_serializer<http::string_body>> local_serializer_;
 
   tcp::endpoint endpoint_;

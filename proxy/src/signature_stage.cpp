@@ -13,6 +13,7 @@ StageVerdict SignatureStage::evaluate(const RequestView& request, RequestContext
   if (!decision.matched()) return StageVerdict::kContinue;
   context.traffic_class = std::string(decision.class_name);
   context.rule = std::string(decision.rule_name);
+  context.rule_index = decision.rule_index;
   context.action = std::string(action_name(decision.action));
   context.enforced = decision.enforced;
   if (decision.action != Action::kDeny || !decision.enforced) return StageVerdict::kContinue;

@@ -2,6 +2,7 @@
 
 #include <fnmatch.h>
 #include <glob.h>
+#include <hs/hs.h>
 #include <yaml-cpp/yaml.h>
 
 #include <algorithm>
@@ -178,7 +179,92 @@ bool parse_size(std::string_view text, std::uint64_t& out, std::string& error) {
 
 namespace {
 
+// A plain decimal ("10", "0.5", "-1"): no exponent, no inf/nan, no '+'.
+bool parse_decimal(std::string_view text, double& out) {
+  std::string_view digits = text;
+  if (!digits.empty() && digits.front() == '-') digits.remove_prefix(1);
+  if (digits.empty() || digits.front() == '.' || digits.back() == '.') return false;
+  for (char c : digits) {
+    if (!(c >= '0' && c <= '9') && c != '.') return false;
+  }
+  auto [end, ec] = std::from_chars(text.data(), text.data() + text.size(), out);
+  return ec == std::errc() && end == text.data() + text.size() && std::isfinite(out);
+}
+
+}  // namespace
+
+bool parse_rate(std::string_view text, double& per_second, std::string& error) {
+  std::size_t slash = text.find('/');
+  std::string_view number = text.substr(0, slash);
+  std::string_view unit = slash == std::string_view::npos ? "s" : text.substr(slash + 1);
+  double value = 0;
+  if (!parse_decimal(number, value)) {
+    error = "'" + std::string(text) +
+            "' is not a rate (e.g. 10/s, 30/m, 100/h, 1000/d, or a number per second)";
+    return false;
+  }
+  double seconds = 0;
+  if (unit == "s") {
+    seconds = 1;
+  } else if (unit == "m") {
+    seconds = 60;
+  } else if (unit == "h") {
+    seconds = 3600;
+  } else if (unit == "d") {
+    seconds = 86400;
+  } else {
+    error = "unknown rate unit '" + std::string(unit) + "' in '" + std::string(text) +
+            "' (use s, m, h or d: 10/s, 30/m, 100/h, 1000/d)";
+    return false;
+  }
+  if (value <= 0) {
+    error = "rate '" + std::string(text) +
+            "' must be above zero (to refuse a class, give it action: deny instead)";
+    return false;
+  }
+  per_second = value / seconds;
+  if (per_second > 1e9) {
+    error = "rate '" + std::string(text) + "' is too high (at most 1000000000/s)";
+    return false;
+  }
+  return true;
+}
+
+namespace {
+
 using YAML::Node;
+
+bool limits_apply(Action action) { return action != Action::kAllow && action != Action::kDeny; }
+
+std::string no_effect(const std::string& what, Action action, const std::string& from) {
+  return what + " has no effect: the action is " + std::string(action_name(action)) + from +
+         " (limits apply to throttle, tarpit and log; set action: throttle or tarpit, or remove "
+         "it)";
+}
+
+// Mirrors the checks that RuleSet::compile makes on rule patterns (rule_set.cpp).
+std::string hyperscan_error(const std::string& expression, unsigned flags, bool& can_be_empty) {
+  hs_expr_info_t* info = nullptr;
+  hs_compile_error_t* error = nullptr;
+  if (hs_expression_info(expression.c_str(), flags | HS_FLAG_ALLOWEMPTY, &info, &error) ==
+      HS_SUCCESS) {
+    can_be_empty = info->min_width == 0;
+    std::free(info);
+    return {};
+  }
+  std::string message = error && error->message ? error->message : "rejected by Hyperscan";
+  if (error) hs_free_compile_error(error);
+  std::string lower = message;
+  std::transform(lower.begin(), lower.end(), lower.begin(),
+                 [](unsigned char c) { return static_cast<char>(std::tolower(c)); });
+  if (lower.find("look") != std::string::npos || lower.find("backref") != std::string::npos ||
+      lower.find("back-ref") != std::string::npos || lower.find("assert") != std::string::npos) {
+    message +=
+        " (lookaround and back-references are not supported: split the pattern into several "
+        "costs entries)";
+  }
+  return message;
+}
 
 // Where the loader reads files: the disk, or the map of the embedded default config.
 class FileSource {
@@ -314,6 +400,7 @@ class Loader {
     std::optional<Action> action;
     DenyOverride deny;
     SourceLocation class_where;
+    std::optional<SourceLocation> cost_where;
   };
 
   SourceLocation here(const Node& node) const {
@@ -486,6 +573,24 @@ class Loader {
     return false;
   }
 
+  // A plain decimal number within [min, max].
+  bool get_number(const Node& node, const std::string& what, double min, double max,
+                  double& out) {
+    double value = 0;
+    if (!node.IsScalar() || !parse_decimal(node.Scalar(), value)) {
+      error(node, what + ": expected a number, got " + describe(node));
+      return false;
+    }
+    if (value < min || value > max) {
+      std::ostringstream range;
+      range << min << ".." << max;
+      error(node, what + ": " + node.Scalar() + " is out of range " + range.str());
+      return false;
+    }
+    out = value;
+    return true;
+  }
+
   bool get_duration(const Node& node, const std::string& what, Millis& out) {
     std::string message;
     if (!node.IsScalar()) {
@@ -596,7 +701,7 @@ class Loader {
     static const std::set<std::string> kServerKeys = {
         "listen",     "upstream",          "admin",         "threads", "trusted_proxies",
         "websocket",  "request_id_header", "upstream_pool", "limits",  "timeouts",
-        "access_log", "static_responses"};
+        "access_log", "static_responses", "throttle", "redis"};
     ServerSettings& server = config_.server;
     for (const auto& entry : root) {
       const std::string& key = entry.first.Scalar();
@@ -607,6 +712,8 @@ class Loader {
         parse_classes(value);
       } else if (key == "rules") {
         parse_rules(value);
+      } else if (key == "costs") {
+        parse_costs(value);
       } else if (kServerKeys.count(key) && !is_main) {
         error(entry.first, "'" + key +
                                "' is a server setting, allowed only in the main config file (" +
@@ -657,11 +764,15 @@ class Loader {
         parse_access_log(value);
       } else if (key == "static_responses") {
         parse_static_responses(value);
+      } else if (key == "throttle") {
+        parse_throttle(value);
+      } else if (key == "redis") {
+        parse_redis(value);
       } else {
         unknown_key(entry.first, "the top level",
                     "listen, upstream, admin, threads, trusted_proxies, websocket, "
                     "request_id_header, upstream_pool, limits, timeouts, access_log, "
-                    "static_responses, include, classes, rules");
+                    "static_responses, throttle, redis, include, classes, rules, costs");
       }
     }
   }
@@ -805,6 +916,181 @@ class Loader {
     }
   }
 
+  void parse_throttle(const Node& node) {
+    if (!expect_map(node, "throttle")) return;
+    ThrottleSettings& throttle = config_.server.throttle;
+    for (const auto& entry : node) {
+      const std::string& key = entry.first.Scalar();
+      const std::string what = "throttle." + key;
+      if (key == "client_table_size") {
+        get_uint(entry.second, what, 1, 100'000'000, throttle.client_table_size);
+      } else if (key == "max_tarpitted") {
+        get_uint(entry.second, what, 0, 10'000'000, throttle.max_tarpitted);
+      } else if (key == "tarpit_delay") {
+        Millis delay{};
+        if (get_duration(entry.second, what, delay)) {
+          if (delay > Millis(3'600'000)) {
+            error(entry.second, what + ": at most 1h");
+          } else {
+            throttle.tarpit_delay = delay;
+          }
+        }
+      } else {
+        unknown_key(entry.first, "throttle", "client_table_size, max_tarpitted, tarpit_delay");
+      }
+    }
+  }
+
+  void parse_redis(const Node& node) {
+    if (!expect_map(node, "redis")) return;
+    RedisSettings& redis = config_.server.redis;
+    redis.enabled = true;  // the block's presence turns it on
+    for (const auto& entry : node) {
+      const std::string& key = entry.first.Scalar();
+      const std::string what = "redis." + key;
+      if (key == "enabled") {
+        get_bool(entry.second, what, redis.enabled);
+      } else if (key == "address") {
+        get_host_port(entry.second, what, redis.address);
+      } else if (key == "budget" || key == "connect_timeout") {
+        Millis value{};
+        if (get_duration(entry.second, what, value)) {
+          if (value < Millis(1)) {
+            error(entry.second, what + ": must be at least 1ms");
+          } else {
+            (key == "budget" ? redis.budget : redis.connect_timeout) = value;
+          }
+        }
+      } else if (key == "key_prefix") {
+        get_string(entry.second, what, redis.key_prefix);
+      } else {
+        unknown_key(entry.first, "redis", "enabled, address, budget, key_prefix, connect_timeout");
+      }
+    }
+  }
+
+  // ---- limits and costs ----
+
+  // {rate: RATE, burst: N}, both required.
+  std::optional<RateLimitConfig> parse_limit(const Node& node, const std::string& what) {
+    if (!expect_map(node, what)) return std::nullopt;
+    RateLimitConfig limit;
+    limit.where = here(node);
+    bool ok = true;
+    bool has_rate = false;
+    bool has_burst = false;
+    for (const auto& entry : node) {
+      const std::string& key = entry.first.Scalar();
+      if (key == "rate") {
+        std::string text;
+        std::string message;
+        if (!get_string(entry.second, what + " rate", text)) {
+          ok = false;
+        } else if (!parse_rate(text, limit.rate_per_second, message)) {
+          error(entry.second, what + " rate: " + message);
+          ok = false;
+        } else {
+          has_rate = true;
+        }
+      } else if (key == "burst") {
+        if (get_number(entry.second, what + " burst", 1, 1e9, limit.burst)) {
+          has_burst = true;
+        } else {
+          ok = false;
+        }
+      } else {
+        unknown_key(entry.first, what, "rate, burst");
+        ok = false;
+      }
+    }
+    for (const char* key : {"rate", "burst"}) {
+      if (!node[key]) {
+        error(node, what + ": needs " + key + ": (e.g. {rate: 10/s, burst: 20})");
+        ok = false;
+      }
+    }
+    if (!ok || !has_rate || !has_burst) return std::nullopt;
+    return limit;
+  }
+
+  void parse_costs(const Node& node) {
+    if (!node.IsSequence()) {
+      error(node, "costs: expected a list of {path: REGEX, cost: N}, got " + describe(node));
+      return;
+    }
+    for (const auto& item : node) {
+      if (!expect_map(item, "costs entry")) continue;
+      CostConfig cost;
+      cost.where = here(item);
+      bool ok = true;
+      for (const auto& entry : item) {
+        const std::string& key = entry.first.Scalar();
+        if (key == "path") {
+          ok = parse_cost_path(entry.second, cost) && ok;
+        } else if (key == "cost") {
+          ok = get_number(entry.second, "costs entry cost", 0, 1e6, cost.cost) && ok;
+          if (ok && cost.cost <= 0) {
+            error(entry.second, "costs entry cost: must be above zero");
+            ok = false;
+          }
+        } else {
+          unknown_key(entry.first, "a costs entry", "path, cost");
+          ok = false;
+        }
+      }
+      for (const char* key : {"path", "cost"}) {
+        if (!item[key]) {
+          error(item, std::string("costs entry: needs ") + key + ":");
+          ok = false;
+        }
+      }
+      if (ok) config_.costs.push_back(std::move(cost));
+    }
+  }
+
+  // 'regex' or {regex: R, case_sensitive: B}; validated like a rule's path pattern.
+  bool parse_cost_path(const Node& node, CostConfig& cost) {
+    PatternConfig& pattern = cost.path;
+    pattern.kind = PatternConfig::Kind::kRegex;
+    pattern.where = here(node);
+    const std::string what = "costs entry path";
+    if (node.IsScalar()) {
+      pattern.text = node.Scalar();
+    } else if (node.IsMap()) {
+      bool ok = true;
+      for (const auto& entry : node) {
+        const std::string& key = entry.first.Scalar();
+        if (key == "regex") {
+          ok = get_string(entry.second, what + " regex", pattern.text) && ok;
+        } else if (key == "case_sensitive") {
+          ok = get_bool(entry.second, what + " case_sensitive", pattern.case_sensitive) && ok;
+        } else {
+          unknown_key(entry.first, what, "regex, case_sensitive");
+          ok = false;
+        }
+      }
+      if (!node["regex"]) {
+        error(node, what + ": a pattern map needs regex:");
+        return false;
+      }
+      if (!ok) return false;
+    } else {
+      error(node, what + ": expected a regex (a string or {regex: ...}), got " + describe(node));
+      return false;
+    }
+    if (pattern.text.empty()) {
+      error(node, what + ": empty pattern");
+      return false;
+    }
+    unsigned flags = HS_FLAG_SINGLEMATCH | (pattern.case_sensitive ? 0 : HS_FLAG_CASELESS);
+    if (std::string message = hyperscan_error(pattern.text, flags, cost.can_be_empty);
+        !message.empty()) {
+      error(node, "costs entry: regex '" + pattern.text + "' is not supported: " + message);
+      return false;
+    }
+    return true;
+  }
+
   // ---- classes ----
 
   bool parse_deny(const Node& node, const std::string& what, DenyOverride& out) {
@@ -869,8 +1155,26 @@ class Loader {
           }
         } else if (key == "description") {
           get_string(field.second, "class '" + name + "' description", config.description);
+        } else if (key == "limit") {
+          config.limit = parse_limit(field.second, "class '" + name + "' limit");
+        } else if (key == "class_limit") {
+          config.class_limit = parse_limit(field.second, "class '" + name + "' class_limit");
+        } else if (key == "ipv4_prefix") {
+          get_uint(field.second, "class '" + name + "' ipv4_prefix", 0, 32, config.ipv4_prefix);
+        } else if (key == "ipv6_prefix") {
+          get_uint(field.second, "class '" + name + "' ipv6_prefix", 0, 128, config.ipv6_prefix);
         } else {
-          unknown_key(field.first, "class '" + name + "'", "action, deny, description");
+          unknown_key(field.first, "class '" + name + "'",
+                      "action, deny, description, limit, class_limit, ipv4_prefix, ipv6_prefix");
+        }
+      }
+      if (has_action && !limits_apply(config.action)) {
+        if (config.limit) {
+          error_at(config.limit->where, no_effect("class '" + name + "': limit", config.action, ""));
+        }
+        if (config.class_limit) {
+          error_at(config.class_limit->where,
+                   no_effect("class '" + name + "': class_limit", config.action, ""));
         }
       }
       if (!has_action && !body["action"]) {
@@ -946,12 +1250,24 @@ class Loader {
       } else if (key == "description") {
         std::string ignored;
         get_string(value, what + " description", ignored);
+      } else if (key == "limit") {
+        rule.limit = parse_limit(value, what + " limit");
+      } else if (key == "cost") {
+        double cost = 0;
+        if (get_number(value, what + " cost", 0, 1e6, cost)) {
+          if (cost <= 0) {
+            error(value, what + " cost: must be above zero");
+          } else {
+            rule.cost = cost;
+            pending.cost_where = here(value);
+          }
+        }
       } else if (kConditionKeys.count(key)) {
         parse_condition_key(entry.first, value, what, rule.condition);
       } else {
         unknown_key(entry.first, what,
-                    "name, class, action, enforce, deny, description, user_agent, path, method, "
-                    "headers, remote_addresses, all, any, not");
+                    "name, class, action, enforce, deny, description, limit, cost, user_agent, "
+                    "path, method, headers, remote_addresses, all, any, not");
       }
     }
     if (rule.condition.children.empty() && errors_.size() == errors_before) {
@@ -1184,6 +1500,15 @@ class Loader {
       if (klass) rule.deny = klass->deny;
       if (pending.deny.status) rule.deny.status = *pending.deny.status;
       if (pending.deny.body) rule.deny.body = *pending.deny.body;
+      if (!limits_apply(rule.action)) {
+        const std::string from = pending.action ? "" : " (from class '" + rule.class_name + "')";
+        const std::string what = "rule '" + rule.name + "': ";
+        if (rule.limit) error_at(rule.limit->where, no_effect(what + "limit", rule.action, from));
+        if (rule.cost) error_at(*pending.cost_where, no_effect(what + "cost", rule.action, from));
+        rule.limit.reset();
+      } else if (!rule.limit && klass) {
+        rule.limit = klass->limit;  // inherited; `where` stays the class's
+      }
       config_.rules.push_back(std::move(rule));
     }
   }

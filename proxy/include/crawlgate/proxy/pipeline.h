@@ -3,6 +3,7 @@
 // as the proxy, over a RequestView built from a flag or a log line.
 #pragma once
 
+#include <chrono>
 #include <cstdint>
 #include <functional>
 #include <memory>
@@ -26,6 +27,10 @@ struct LocalResponse {
   std::string body;
   std::vector<std::pair<std::string, std::string>> headers;
   bool close = false;  // close the client connection after the answer
+  // Tarpit: hold the answer this long on a timer before writing it (never a blocked thread).
+  std::chrono::milliseconds delay{0};
+  // Released when the answer was written or the connection dropped: counts held answers.
+  std::shared_ptr<void> hold;
 };
 
 // What earlier stages found, so no stage recomputes another's work, plus what the access log
@@ -37,6 +42,7 @@ struct RequestContext {
   std::string rule;                       // the deciding rule, if any
   std::string action;                     // allow, deny, throttle, tarpit, log
   bool enforced = true;
+  std::uint32_t rule_index = UINT32_MAX;  // the deciding rule's index in the RuleSet
   std::string shadow_rule;                // a shadow-mode rule that matched before the decision
   std::string answered_by;                // the stage that answered locally, if any
 };

@@ -45,6 +45,15 @@ struct DenyOverride {
   std::optional<std::string> body;
 };
 
+// A GCRA limit: `burst` requests at once, then one per 1/rate_per_second (docs/config.md,
+// "Limits"). The loader only produces enabled limits (rate > 0, burst >= 1).
+struct RateLimitConfig {
+  double rate_per_second = 0;
+  double burst = 0;
+  SourceLocation where;  // the `limit:` / `class_limit:` map (the class's, when a rule inherits)
+  bool enabled() const { return rate_per_second > 0; }
+};
+
 struct ClassConfig {
   std::string name;
   Action action = Action::kAllow;
@@ -52,6 +61,11 @@ struct ClassConfig {
   std::string description;
   bool builtin = false;  // from the standard list and not overridden by the config
   SourceLocation where;
+  // Only on throttle/tarpit/log classes (the loader refuses them on allow/deny).
+  std::optional<RateLimitConfig> limit;        // per client key
+  std::optional<RateLimitConfig> class_limit;  // all clients of the class together
+  unsigned ipv4_prefix = 32;                   // client key: the address masked to this prefix
+  unsigned ipv6_prefix = 64;
 };
 
 // The standard classes; a config may override any of them or add its own.
@@ -96,12 +110,30 @@ struct RuleConfig {
   DenyResponse deny;               // resolved: the rule's override over its class's answer
   Condition condition;             // kAll of the rule's condition keys
   SourceLocation where;
+  // Resolved: the rule's own limit, else its class's per-client limit when the rule's action is
+  // throttle, tarpit or log; never set on allow/deny rules. The class's class_limit and prefixes
+  // stay on the class (find_class(class_name)); a rule without a class keys clients by /32, /64.
+  std::optional<RateLimitConfig> limit;
+  std::optional<double> cost;  // > 0; unset = the first matching `costs` entry, else 1
+};
+
+// One entry of `costs:`: requests whose target matches `path` cost `cost` budget units.
+struct CostConfig {
+  // A regex on the request target (kind is always kRegex). `path.text` is the exact expression
+  // the loader validated with hs_expression_info, with the flags of rule path patterns:
+  // HS_FLAG_SINGLEMATCH, HS_FLAG_CASELESS unless path.case_sensitive, and HS_FLAG_ALLOWEMPTY
+  // when `can_be_empty` (the regex matches the empty string, i.e. every target).
+  PatternConfig path;
+  double cost = 1;  // > 0
+  bool can_be_empty = false;
+  SourceLocation where;  // the list entry
 };
 
 struct Config {
   ServerSettings server;
   std::vector<ClassConfig> classes;  // builtins first (standard order), then the config's own
   std::vector<RuleConfig> rules;     // in evaluation order, includes expanded in place
+  std::vector<CostConfig> costs;     // first match wins; includes expanded in place, like rules
   std::vector<std::string> files;    // every file read, main file first
 
   const ClassConfig* find_class(std::string_view name) const;
@@ -126,5 +158,7 @@ LoadResult load_config_embedded(const std::string& main_file,
 bool parse_duration(std::string_view text, Millis& out, std::string& error);
 // "16KiB", "100MiB", "1GiB", or a plain number of bytes.
 bool parse_size(std::string_view text, std::uint64_t& out, std::string& error);
+// "10/s", "30/m", "100/h", "1000/d", or a plain number per second; must be above zero.
+bool parse_rate(std::string_view text, double& per_second, std::string& error);
 
 }  // namespace crawlgate

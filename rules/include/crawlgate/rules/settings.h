@@ -69,6 +69,22 @@ struct StaticResponseSettings {
 
 enum class WebSocketPolicy { kTunnel, kRefuse };
 
+// `throttle:` — process-wide limits of the throttling stage (docs/config.md, "Limits").
+struct ThrottleSettings {
+  std::size_t client_table_size = 1'000'000;  // tracked client keys; least recently seen evicted
+  std::size_t max_tarpitted = 1000;           // concurrent held responses; beyond, 429 at once
+  Millis tarpit_delay{10'000};                // how long `tarpit` holds an over-limit answer
+};
+
+// `redis:` — optional shared counters. The block's presence enables it unless `enabled: false`.
+struct RedisSettings {
+  bool enabled = false;
+  HostPort address{"127.0.0.1", 6379};
+  Millis budget{2};  // a request waits at most this long for Redis, then decides locally
+  std::string key_prefix = "crawlgate:";
+  Millis connect_timeout{1000};
+};
+
 struct ServerSettings {
   HostPort listen{"127.0.0.1", 8080};
   HostPort admin{"127.0.0.1", 9464};
@@ -81,6 +97,8 @@ struct ServerSettings {
   std::vector<StaticResponseSettings> static_responses;
   WebSocketPolicy websocket = WebSocketPolicy::kTunnel;
   std::string request_id_header = "X-Request-Id";
+  ThrottleSettings throttle;
+  RedisSettings redis;
 };
 
 }  // namespace crawlgate
