@@ -7,8 +7,10 @@ set -euo pipefail
 packages=(
   g++ cmake make pkg-config
   libboost1.74-dev libhyperscan-dev libyaml-cpp-dev nlohmann-json3-dev libcli11-dev
-  prometheus-cpp-dev libgtest-dev libgmock-dev libbenchmark-dev
+  prometheus-cpp-dev libgtest-dev libgmock-dev libbenchmark-dev libpcre2-dev
   nginx curl python3 python3-yaml
+  systemd prometheus logrotate debootstrap dpkg-dev file
+  libhiredis-dev redis-server
 )
 if [[ "${1:-}" == "--bench" ]]; then
   packages+=(haproxy wrk hey)

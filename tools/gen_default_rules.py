@@ -578,12 +578,18 @@ def verify_emitted(text, rules):
             raise GenError(f"bad rule name {r.name!r}")
 
 
+# The documented default budget of throttled classes: one request per second per client, with a
+# burst of 10 (README, docs/config.md). Class-wide limits are the operator's choice.
+DEFAULT_LIMIT = "{rate: 1/s, burst: 10}"
+
+
 def emit_classes():
     out = [header("crawlgate default classes (actions are defaults; override them in your config)", []),
            "classes:"]
     w = max(len(c) for c in CLASSES)
     for c, (action, desc) in CLASSES.items():
-        out.append(f"  {c + ':':<{w + 1}} {{action: {action}, description: {yq(desc)}}}")
+        limit = f", limit: {DEFAULT_LIMIT}" if action == "throttle" else ""
+        out.append(f"  {c + ':':<{w + 1}} {{action: {action}{limit}, description: {yq(desc)}}}")
     return "\n".join(out) + "\n"
 
 

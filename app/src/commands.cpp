@@ -19,8 +19,27 @@ std::string describe_source(const std::string& path) {
   return path.empty() ? std::string("(embedded default config)") : path;
 }
 
+void register_throttle_metrics(metrics::Metrics& metrics, proxy::ThrottleState& state) {
+  using prometheus::MetricType;
+  ClientTable& clients = state.clients();
+  metrics.add_pulled("crawlgate_client_table_entries", "Tracked client keys", MetricType::Gauge,
+                     {{{}, [&clients] { return double(clients.size()); }}});
+  metrics.add_pulled("crawlgate_client_table_capacity", "The client table's hard cap",
+                     MetricType::Gauge, {{{}, [&clients] { return double(clients.capacity()); }}});
+  metrics.add_pulled("crawlgate_client_table_bytes", "Memory the client table allocated",
+                     MetricType::Gauge,
+                     {{{}, [&clients] { return double(clients.memory_bytes()); }}});
+  metrics.add_pulled("crawlgate_client_table_evictions_total",
+                     "Entries evicted to stay under the cap", MetricType::Counter,
+                     {{{}, [&clients] { return double(clients.evictions()); }}});
+  metrics.add_pulled("crawlgate_tarpit_active", "Answers being held now", MetricType::Gauge,
+                     {{{}, [&state] { return double(state.held()); }}});
+}
+
 int run_command(const std::string& config_path, const Overrides& overrides) {
-  BuildResult built = build_from_config(config_path, overrides, 1);
+  auto metrics = std::make_shared<metrics::Metrics>(CRAWLGATE_VERSION);
+  auto throttle = std::make_shared<std::shared_ptr<proxy::ThrottleState>>();
+  BuildResult built = build_from_config(config_path, overrides, 1, metrics.get(), throttle.get());
   if (!built.snapshot) {
     for (const std::string& error : built.errors) std::fprintf(stderr, "%s\n", error.c_str());
     std::fprintf(stderr, "crawlgate: %zu error(s) in %s; not started\n", built.errors.size(),
@@ -29,9 +48,13 @@ int run_command(const std::string& config_path, const Overrides& overrides) {
   }
   const ServerSettings& settings = built.snapshot->settings;
   proxy::Server server(built.snapshot);
-  server.set_reload_handler([&server, config_path, overrides](bool& ok) {
-    BuildResult next = build_from_config(config_path, overrides, server.next_generation());
+  server.set_metrics(metrics);
+  register_throttle_metrics(*metrics, **throttle);
+  server.set_reload_handler([&server, config_path, overrides, metrics, throttle](bool& ok) {
+    BuildResult next = build_from_config(config_path, overrides, server.next_generation(),
+                                         metrics.get(), throttle.get());
     if (!next.snapshot) {
+      metrics->on_reload_failed();
       ok = false;
       std::string message;
       for (const std::string& error : next.errors) message.append("\n  ").append(error);
@@ -225,7 +248,8 @@ CompiledConfig compile_configuration(const std::string& path) {
 }
 
 BuildResult build_from_config(const std::string& path, const Overrides& overrides,
-                              std::uint64_t generation) {
+                              std::uint64_t generation, metrics::Metrics* metrics,
+                              std::shared_ptr<proxy::ThrottleState>* throttle) {
   BuildResult result;
   CompiledConfig compiled = compile_configuration(path);
   if (!compiled.ok()) {
@@ -238,8 +262,31 @@ BuildResult build_from_config(const std::string& path, const Overrides& override
     result.errors.push_back(*error);
     return result;
   }
-  result.snapshot = proxy::build_snapshot(settings, generation, describe_source(path),
-                                          compiled.config, compiled.rules);
+  proxy::SnapshotParts parts;
+  parts.settings = settings;
+  parts.generation = generation;
+  parts.source = describe_source(path);
+  parts.config = compiled.config;
+  parts.rules = compiled.rules;
+  parts.metrics = metrics;
+  if (throttle) {
+    // The client table outlives reloads; its size is fixed by the first config.
+    if (!*throttle) {
+      *throttle = std::make_shared<proxy::ThrottleState>(settings.throttle,
+                                                         SteadyClock::instance());
+    }
+    parts.throttle = *throttle;
+  }
+  std::string error;
+  result.snapshot = proxy::build_snapshot(std::move(parts), &error);
+  if (!result.snapshot) {
+    result.errors.push_back(describe_source(path) + ": " + error);
+    return result;
+  }
+  if (metrics) {
+    metrics->on_config_loaded(generation, compiled.rules->rule_count(),
+                              compiled.rules->pattern_count());
+  }
   return result;
 }
 

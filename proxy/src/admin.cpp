@@ -40,13 +40,9 @@ class AdminSession : public std::enable_shared_from_this<AdminSession> {
                                          std::to_string(snapshot->generation) + "\n");
     }
     if (target == "/metrics") {
-      std::function<std::string()> renderer;
-      {
-        std::lock_guard lock(server_.handler_mutex);
-        renderer = server_.metrics_renderer;
-      }
-      if (!renderer) return reply(http::status::not_found, "metrics are not enabled\n");
-      return reply(http::status::ok, renderer(), "text/plain; version=0.0.4; charset=utf-8");
+      if (!server_.metrics) return reply(http::status::not_found, "metrics are not enabled\n");
+      return reply(http::status::ok, server_.metrics->render(),
+                   "text/plain; version=0.0.4; charset=utf-8");
     }
     if (target == "/-/reload") {
       if (req.method() != http::verb::post) {

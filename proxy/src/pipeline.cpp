@@ -1,6 +1,7 @@
 #include "crawlgate/proxy/pipeline.h"
 
 #include "crawlgate/proxy/signature_stage.h"
+#include "crawlgate/proxy/throttle_stage.h"
 
 namespace crawlgate::proxy {
 
@@ -61,20 +62,53 @@ LocalResponse error_response(int status, std::string_view request_id, std::strin
 }
 
 std::shared_ptr<const Snapshot> build_snapshot(const ServerSettings& settings,
-                                               std::uint64_t generation, std::string source,
-                                               std::shared_ptr<const Config> config,
-                                               std::shared_ptr<const RuleSet> rules) {
+                                               std::uint64_t generation, std::string source) {
+  SnapshotParts parts;
+  parts.settings = settings;
+  parts.generation = generation;
+  parts.source = std::move(source);
+  return build_snapshot(std::move(parts));
+}
+
+std::shared_ptr<const Snapshot> build_snapshot(SnapshotParts parts, std::string* error) {
+  const ServerSettings& settings = parts.settings;
+  std::shared_ptr<const Config>& config = parts.config;
+  std::shared_ptr<const RuleSet>& rules = parts.rules;
+  metrics::Metrics* metrics = parts.metrics;
   auto snapshot = std::make_shared<Snapshot>();
-  snapshot->generation = generation;
+  snapshot->generation = parts.generation;
   snapshot->settings = settings;
-  snapshot->config = std::move(config);
+  if (metrics) {
+    std::vector<std::string> class_names;
+    std::vector<std::pair<std::string, std::string>> rule_classes;
+    if (config) {
+      for (const ClassConfig& cls : config->classes) class_names.push_back(cls.name);
+    }
+    if (rules) {
+      for (std::uint32_t i = 0; i < rules->rule_count(); ++i) {
+        RuleMatch rule = rules->rule(i);
+        rule_classes.emplace_back(std::string(rule.rule_name), std::string(rule.class_name));
+      }
+    }
+    snapshot->labels = metrics->labels_for(class_names, rule_classes);
+  }
+  snapshot->config = config;
   snapshot->rules = rules;
-  snapshot->source = std::move(source);
+  snapshot->source = std::move(parts.source);
   if (!settings.static_responses.empty()) {
     snapshot->pipeline.add(std::make_shared<StaticResponseStage>(settings.static_responses));
   }
   if (rules && rules->rule_count() > 0) {
-    snapshot->pipeline.add(std::make_shared<SignatureStage>(std::move(rules)));
+    snapshot->pipeline.add(std::make_shared<SignatureStage>(rules));
+    if (config && parts.throttle) {
+      std::string stage_error;
+      auto throttle = ThrottleStage::create(*config, *rules, parts.throttle, &stage_error);
+      if (!stage_error.empty()) {
+        if (error) *error = stage_error;
+        return nullptr;
+      }
+      if (throttle) snapshot->pipeline.add(std::move(throttle));
+    }
   }
   return snapshot;
 }

@@ -97,6 +97,7 @@ void Server::Impl::stop_all() {
   for (auto& worker : workers) {
     net::post(worker->ioc, [w = worker.get()] {
       w->pool.close_all();
+      if (w->redis) w->redis->redis().stop();
       w->guard.reset();
       w->ioc.stop();
     });
@@ -201,6 +202,18 @@ void Server::start() {
   for (unsigned i = 0; i < threads; ++i) {
     auto worker = std::make_unique<Worker>();
     worker->pool.configure(settings.upstream.pool_max_idle, settings.upstream.pool_idle_timeout);
+    if (settings.redis.enabled) {
+      // One connection per I/O thread: hiredis contexts are single-threaded, and so no request
+      // ever waits for another thread to reach Redis.
+      RedisOptions options;
+      options.host = settings.redis.address.host;
+      options.port = settings.redis.address.port;
+      options.budget = settings.redis.budget;
+      options.connect_timeout = settings.redis.connect_timeout;
+      options.key_prefix = settings.redis.key_prefix;
+      worker->redis = std::make_unique<RedisSharedLimiter>(
+          std::make_shared<RedisLimiter>(worker->ioc, options));
+    }
     worker->guard.emplace(worker->ioc.get_executor());
     impl_->workers.push_back(std::move(worker));
   }
@@ -213,7 +226,9 @@ void Server::start() {
   impl_->do_accept();
   if (impl_->admin_acceptor) impl_->do_accept_admin();
   for (auto& worker : impl_->workers) {
+    if (worker->redis) worker->redis->redis().start();
     worker->thread = std::thread([w = worker.get()] {
+      SharedLimiter::set_current(w->redis.get());
       // A handler that throws must not take the process down with it.
       while (true) {
         try {
@@ -282,10 +297,55 @@ void Server::set_reload_handler(std::function<std::string(bool& ok)> handler) {
   impl_->reload_handler = std::move(handler);
 }
 
-void Server::set_metrics_renderer(std::function<std::string()> renderer) {
-  std::lock_guard lock(impl_->handler_mutex);
-  impl_->metrics_renderer = std::move(renderer);
+void Server::set_metrics(std::shared_ptr<metrics::Metrics> metrics) {
+  impl_->metrics = metrics;
+  if (!metrics) return;
+  using prometheus::MetricType;
+  auto read = [](const auto& atomic) {
+    return [&atomic] { return static_cast<double>(atomic.load(std::memory_order_relaxed)); };
+  };
+  ServerStats& stats = impl_->stats;
+  std::vector<metrics::PulledValue> redis_up, redis_fallbacks;
+  auto* workers = &impl_->workers;
+  metrics->add_pulled("crawlgate_redis_up",
+                      "1 when every I/O thread's shared-limit Redis connection is up",
+                      MetricType::Gauge, {{{}, [workers] {
+                        if (workers->empty() || !(*workers)[0]->redis) return 0.0;
+                        for (auto& w : *workers) {
+                          if (!w->redis || !w->redis->redis().connected()) return 0.0;
+                        }
+                        return 1.0;
+                      }}});
+  metrics->add_pulled("crawlgate_redis_fallbacks_total",
+                      "Limit decisions taken locally because Redis was down, slow or erroring",
+                      MetricType::Counter, {{{}, [workers] {
+                        double total = 0;
+                        for (auto& w : *workers) {
+                          if (w->redis) total += double(w->redis->redis().fallbacks());
+                        }
+                        return total;
+                      }}});
+  metrics->add_pulled("crawlgate_connections_open", "Client connections open now",
+                      MetricType::Gauge, {{{}, read(stats.connections_open)}});
+  metrics->add_pulled("crawlgate_connections_total", "Client connections accepted",
+                      MetricType::Counter, {{{}, read(stats.connections_accepted)}});
+  metrics->add_pulled("crawlgate_connections_rejected_total",
+                      "Connections refused with 503 over limits.max_connections",
+                      MetricType::Counter, {{{}, read(stats.connections_rejected)}});
+  metrics->add_pulled("crawlgate_upstream_errors_total", "Upstream failures by kind",
+                      MetricType::Counter,
+                      {{{{"kind", "connect"}}, read(stats.upstream_connect_errors)},
+                       {{{"kind", "timeout"}}, read(stats.upstream_timeouts)},
+                       {{{"kind", "invalid"}}, read(stats.upstream_errors)},
+                       {{{"kind", "reset"}}, read(stats.upstream_resets)}});
+  AccessLog& log = impl_->access_log;
+  metrics->add_pulled("crawlgate_access_log_lines_total", "Access log lines by result",
+                      MetricType::Counter,
+                      {{{{"result", "written"}}, [&log] { return double(log.lines_written()); }},
+                       {{{"result", "dropped"}}, [&log] { return double(log.lines_dropped()); }}});
 }
+
+metrics::Metrics* Server::metrics() const { return impl_->metrics.get(); }
 
 AccessLog& Server::access_log() { return impl_->access_log; }
 

@@ -15,11 +15,31 @@
 #include <vector>
 
 #include "crawlgate/proxy/server.h"
+#include "crawlgate/proxy/throttle_stage.h"
+#include "redis_limiter.h"
 #include "upstream_pool.h"
 
 namespace crawlgate::proxy {
 
 class Session;
+
+// The throttle stage's view of this worker's Redis connection.
+class RedisSharedLimiter final : public SharedLimiter {
+ public:
+  explicit RedisSharedLimiter(std::shared_ptr<RedisLimiter> redis) : redis_(std::move(redis)) {}
+  void check(const std::string& key, const RateLimit& limit, double cost,
+             std::function<void(std::optional<Result>)> done) override {
+    redis_->check(RedisLimitRequest{key, limit.rate_per_second, limit.burst, cost},
+                  [done = std::move(done)](std::optional<RedisLimitResult> result) {
+                    if (!result) return done(std::nullopt);
+                    done(Result{result->allowed, result->retry_after_seconds, result->remaining});
+                  });
+  }
+  RedisLimiter& redis() { return *redis_; }
+
+ private:
+  std::shared_ptr<RedisLimiter> redis_;
+};
 
 // One I/O thread with its own io_context. A connection lives on one worker for its whole life,
 // so its handlers never run concurrently (the worker is its strand), and the upstream pool and
@@ -30,6 +50,7 @@ struct Worker {
   std::unordered_set<Session*> sessions;  // this worker's thread only
   net::io_context ioc{1};
   UpstreamPool pool{ioc};
+  std::unique_ptr<RedisSharedLimiter> redis;  // with `redis:` configured
   std::optional<net::executor_work_guard<net::io_context::executor_type>> guard;
   std::thread thread;
 };
@@ -78,7 +99,7 @@ struct Server::Impl {
   ServerStats stats;
   AccessLog access_log;
   std::function<std::string(bool&)> reload_handler;
-  std::function<std::string()> metrics_renderer;
+  std::shared_ptr<metrics::Metrics> metrics;
   std::mutex handler_mutex;  // guards the two handlers above against set-while-running
 
   std::mutex grace_mutex;

@@ -556,6 +556,9 @@ class Session : public std::enable_shared_from_this<Session> {
   }
 
   void read_upstream_response() {
+    if (upstream_sent_at_ == std::chrono::steady_clock::time_point{}) {
+      upstream_sent_at_ = std::chrono::steady_clock::now();
+    }
     response_parser_.emplace();
     response_parser_->header_limit(
         static_cast<std::uint32_t>(settings().limits.max_response_header_bytes));
@@ -579,6 +582,9 @@ class Session : public std::enable_shared_from_this<Session> {
       return read_upstream_response();
     }
     status_ = static_cast<int>(status);
+    from_upstream_ = true;
+    upstream_seconds_ =
+        std::chrono::duration<double>(std::chrono::steady_clock::now() - upstream_sent_at_).count();
     upstream_keep_alive_ = upstream_response.keep_alive();
 
     auto& res = client_response_.emplace();
@@ -646,7 +652,7 @@ class Session : public std::enable_shared_from_this<Session> {
     if (ec == http::error::need_buffer) ec = {};
     if (ec) {
       // The header is already out: the only honest signal left is closing the connection.
-      count_upstream_error(ec);
+      server_.stats.upstream_resets.fetch_add(1, std::memory_order_relaxed);
       status_ = status_ ? status_ : 502;
       return abort_both();
     }
@@ -791,6 +797,10 @@ class Session : public std::enable_shared_from_this<Session> {
 
   void log_request() {
     logged_ = true;
+    double duration_ms =
+        std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - start_steady_)
+            .count();
+    if (server_.metrics) record_metrics(duration_ms / 1000);
     if (!server_.access_log.enabled()) return;
     AccessLogEntry entry;
     entry.start = start_time_;
@@ -802,9 +812,7 @@ class Session : public std::enable_shared_from_this<Session> {
     entry.headers = head_.headers;
     entry.status = status_;
     entry.bytes = bytes_sent_;
-    entry.duration_ms =
-        std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - start_steady_)
-            .count();
+    entry.duration_ms = duration_ms;
     entry.request_id = context_.request_id;
     entry.context = &context_;
     if (entry.method.empty()) {
@@ -813,6 +821,36 @@ class Session : public std::enable_shared_from_this<Session> {
       entry.target = "-";
     }
     server_.access_log.log(entry);
+  }
+
+  void record_metrics(double duration_seconds) {
+    metrics::Metrics::RequestRecord record;
+    const metrics::ConfigLabels* labels = snapshot_->labels.get();
+    record.labels = labels;
+    if (labels) {
+      record.class_index = context_.rule_index != UINT32_MAX
+                               ? labels->rule_class_index(context_.rule_index)
+                               : labels->class_index(context_.traffic_class);
+    }
+    record.rule_index = context_.rule_index;
+    if (context_.action.empty()) {
+      // Nothing decided: a protocol error crawlgate answered itself, or plain traffic.
+      record.action = (!from_upstream_ && status_ >= 400) ? metrics::RequestAction::kError
+                                                          : metrics::RequestAction::kAllow;
+    } else {
+      record.action = metrics::parse_request_action(context_.action);
+    }
+    record.enforced = context_.enforced;
+    if (!context_.shadow_rule.empty() && snapshot_->rules) {
+      record.shadow_rule_matched = true;
+      record.shadow_rule_index = context_.shadow_rule_index;
+    }
+    record.status = status_;
+    record.from_upstream = from_upstream_;
+    record.bytes = bytes_sent_;
+    record.duration_seconds = duration_seconds;
+    record.upstream_seconds = from_upstream_ ? upstream_seconds_ : -1;
+    server_.metrics->record(record);
   }
 
   void close() {
@@ -832,6 +870,9 @@ class Session : public std::enable_shared_from_this<Session> {
     snapshot_ = server_.load_snapshot();
     status_ = 0;
     bytes_sent_ = 0;
+    from_upstream_ = false;
+    upstream_seconds_ = -1;
+    upstream_sent_at_ = {};
     start_time_ = {};
     logged_ = false;
     head_timed_out_ = false;
@@ -885,6 +926,9 @@ class Session : public std::enable_shared_from_this<Session> {
   int status_ = 0;
   std::uint64_t bytes_sent_ = 0;
   bool logged_ = false;
+  bool from_upstream_ = false;
+  double upstream_seconds_ = -1;
+  std::chrono::steady_clock::time_point upstream_sent_at_;
 
   std::optional<http::response<http::string_body>> local_response_;
   net::steady_timer hold_timer_{worker_.ioc};

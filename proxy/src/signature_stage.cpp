@@ -9,6 +9,7 @@ StageVerdict SignatureStage::evaluate(const RequestView& request, RequestContext
   Decision decision = rules_->evaluate(request, scratch);
   if (decision.shadow_rule_index != Decision::kNoRule) {
     context.shadow_rule = std::string(rules_->rule(decision.shadow_rule_index).rule_name);
+    context.shadow_rule_index = decision.shadow_rule_index;
   }
   if (!decision.matched()) return StageVerdict::kContinue;
   context.traffic_class = std::string(decision.class_name);

@@ -12,6 +12,7 @@
 #include <cstring>
 #include <filesystem>
 #include <fstream>
+#include <iomanip>
 #include <set>
 #include <sstream>
 #include <utility>
@@ -236,10 +237,12 @@ using YAML::Node;
 
 bool limits_apply(Action action) { return action != Action::kAllow && action != Action::kDeny; }
 
-std::string no_effect(const std::string& what, Action action, const std::string& from) {
-  return what + " has no effect: the action is " + std::string(action_name(action)) + from +
-         " (limits apply to throttle, tarpit and log; set action: throttle or tarpit, or remove "
-         "it)";
+// "class 'x': limit has no effect: the action is deny; give the class action: throttle or ..."
+std::string no_effect(const std::string& owner, const std::string& key, Action action,
+                      const std::string& from) {
+  std::string kind = owner.substr(0, owner.find(' '));
+  return owner + ": " + key + " has no effect: the action is " + std::string(action_name(action)) +
+         from + "; give the " + kind + " action: throttle or tarpit, or remove the " + key;
 }
 
 // Mirrors the checks that RuleSet::compile makes on rule patterns (rule_set.cpp).
@@ -574,8 +577,7 @@ class Loader {
   }
 
   // A plain decimal number within [min, max].
-  bool get_number(const Node& node, const std::string& what, double min, double max,
-                  double& out) {
+  bool get_number(const Node& node, const std::string& what, double min, double max, double& out) {
     double value = 0;
     if (!node.IsScalar() || !parse_decimal(node.Scalar(), value)) {
       error(node, what + ": expected a number, got " + describe(node));
@@ -583,7 +585,7 @@ class Loader {
     }
     if (value < min || value > max) {
       std::ostringstream range;
-      range << min << ".." << max;
+      range << std::setprecision(15) << min << ".." << max;
       error(node, what + ": " + node.Scalar() + " is out of range " + range.str());
       return false;
     }
@@ -701,11 +703,16 @@ class Loader {
     static const std::set<std::string> kServerKeys = {
         "listen",     "upstream",          "admin",         "threads", "trusted_proxies",
         "websocket",  "request_id_header", "upstream_pool", "limits",  "timeouts",
-        "access_log", "static_responses", "throttle", "redis"};
+        "access_log", "static_responses",  "throttle",      "redis"};
     ServerSettings& server = config_.server;
     for (const auto& entry : root) {
       const std::string& key = entry.first.Scalar();
       const Node& value = entry.second;
+      if (value.IsNull()) {
+        // yaml-cpp marks an empty value at the next token, often on a later line: name the key.
+        error(entry.first, "'" + key + "' has no value");
+        continue;
+      }
       if (key == "include") {
         parse_include(value);
       } else if (key == "classes") {
@@ -1028,8 +1035,9 @@ class Loader {
         if (key == "path") {
           ok = parse_cost_path(entry.second, cost) && ok;
         } else if (key == "cost") {
-          ok = get_number(entry.second, "costs entry cost", 0, 1e6, cost.cost) && ok;
-          if (ok && cost.cost <= 0) {
+          if (!get_number(entry.second, "costs entry cost", 0, 1e6, cost.cost)) {
+            ok = false;
+          } else if (cost.cost <= 0) {
             error(entry.second, "costs entry cost: must be above zero");
             ok = false;
           }
@@ -1069,11 +1077,11 @@ class Loader {
           ok = false;
         }
       }
+      if (!ok) return false;
       if (!node["regex"]) {
         error(node, what + ": a pattern map needs regex:");
         return false;
       }
-      if (!ok) return false;
     } else {
       error(node, what + ": expected a regex (a string or {regex: ...}), got " + describe(node));
       return false;
@@ -1170,11 +1178,12 @@ class Loader {
       }
       if (has_action && !limits_apply(config.action)) {
         if (config.limit) {
-          error_at(config.limit->where, no_effect("class '" + name + "': limit", config.action, ""));
+          error_at(config.limit->where,
+                   no_effect("class '" + name + "'", "limit", config.action, ""));
         }
         if (config.class_limit) {
           error_at(config.class_limit->where,
-                   no_effect("class '" + name + "': class_limit", config.action, ""));
+                   no_effect("class '" + name + "'", "class_limit", config.action, ""));
         }
       }
       if (!has_action && !body["action"]) {
@@ -1502,9 +1511,9 @@ class Loader {
       if (pending.deny.body) rule.deny.body = *pending.deny.body;
       if (!limits_apply(rule.action)) {
         const std::string from = pending.action ? "" : " (from class '" + rule.class_name + "')";
-        const std::string what = "rule '" + rule.name + "': ";
-        if (rule.limit) error_at(rule.limit->where, no_effect(what + "limit", rule.action, from));
-        if (rule.cost) error_at(*pending.cost_where, no_effect(what + "cost", rule.action, from));
+        const std::string owner = "rule '" + rule.name + "'";
+        if (rule.limit) error_at(rule.limit->where, no_effect(owner, "limit", rule.action, from));
+        if (rule.cost) error_at(*pending.cost_where, no_effect(owner, "cost", rule.action, from));
         rule.limit.reset();
       } else if (!rule.limit && klass) {
         rule.limit = klass->limit;  // inherited; `where` stays the class's

@@ -5,6 +5,7 @@
 #include <algorithm>
 #include <array>
 #include <atomic>
+#include <bit>
 #include <cstring>
 #include <functional>
 #include <map>
@@ -28,7 +29,7 @@ namespace {
 // slower than plain ones, while scanning one short value costs some 20-30 ns. Per-field scans keep
 // ^ and $ meaning the value's start and end, and no match can run from one field into another.
 
-bool is_word_char(char c) {
+constexpr bool is_word_char(char c) {
   return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '_';
 }
 
@@ -55,15 +56,19 @@ std::string escape_literal(std::string_view text) {
 // A product token such as GPTBot or ChatGPT-User. The characters that continue a token are
 // letters, digits, '_' and '-': so GPTBot matches "GPTBot/1.1" and "(GPTBot;" but not
 // "NotGPTBotty", and ChatGPT does not match "ChatGPT-User" (a different product).
-std::string token_regex(std::string_view token) {
-  constexpr std::string_view kOutside = "[^A-Za-z0-9_-]";
-  auto continues = [](char c) { return is_word_char(c) || c == '-'; };
-  std::string out;
-  if (continues(token.front())) out += "(?:^|" + std::string(kOutside) + ")";
-  out += escape_literal(token);
-  if (continues(token.back())) out += "(?:$|" + std::string(kOutside) + ")";
-  return out;
-}
+//
+// A token is the regex (?:^|[^A-Za-z0-9_-])TOKEN(?:$|[^A-Za-z0-9_-]) (the boundary parts only
+// where the token's first / last character continues a token). It is compiled as the plain
+// literal TOKEN, without HS_FLAG_SINGLEMATCH so that every occurrence is reported, and on_match
+// checks the neighbouring bytes: the same matches, but Hyperscan scans a database of literals
+// 2-2.5x faster than one of the boundary regexes (rules_bench, 160 and 5,000 UA patterns).
+constexpr std::array<bool, 256> kContinuesToken = [] {
+  std::array<bool, 256> table{};
+  for (int c = 0; c < 256; ++c) table[c] = is_word_char(static_cast<char>(c)) || c == '-';
+  return table;
+}();
+
+bool continues_token(char c) { return kContinuesToken[static_cast<unsigned char>(c)]; }
 
 std::string hint_for(const std::string& message) {
   std::string lower = message;
@@ -102,7 +107,8 @@ std::atomic<uint64_t> next_generation{1};
 }  // namespace
 
 // A path-compressed binary trie over 128-bit addresses (IPv4 as ::ffff:a.b.c.d). One walk from
-// the root yields every block containing the address, whatever the number of blocks.
+// the root yields every block containing the address, whatever the number of blocks. Addresses
+// and node prefixes are held as two 64-bit words, so a node costs two XOR-and-mask operations.
 class RuleSet::CidrTree {
  public:
   struct Block {
@@ -131,27 +137,29 @@ class RuleSet::CidrTree {
       }
       plain[node].entries.push_back({block.leaf, block.v4});
     }
-    std::array<uint8_t, 16> prefix{};
+    Words prefix{};
     std::function<uint32_t(int, unsigned)> emit = [&](int index, unsigned depth) -> uint32_t {
       // Skip chains of nodes that neither carry blocks nor branch.
       while (plain[index].entries.empty() && index != 0 &&
              (plain[index].child[0] < 0) != (plain[index].child[1] < 0)) {
         int bit = plain[index].child[0] < 0 ? 1 : 0;
-        if (bit) prefix[depth / 8] |= static_cast<uint8_t>(0x80 >> (depth % 8));
+        if (bit) set_bit(prefix, depth);
         index = plain[index].child[bit];
         ++depth;
       }
       uint32_t self = static_cast<uint32_t>(nodes_.size());
       nodes_.push_back({});
-      nodes_[self].prefix = prefix;
+      Words mask = prefix_mask(depth);
+      nodes_[self].prefix = {prefix.hi & mask.hi, prefix.lo & mask.lo};
+      nodes_[self].mask = mask;
       nodes_[self].prefix_len = depth;
       nodes_[self].entries_begin = static_cast<uint32_t>(entries_.size());
       entries_.insert(entries_.end(), plain[index].entries.begin(), plain[index].entries.end());
       nodes_[self].entries_end = static_cast<uint32_t>(entries_.size());
       for (int bit = 0; bit < 2; ++bit) {
         if (plain[index].child[bit] < 0) continue;
-        std::array<uint8_t, 16> saved = prefix;
-        if (bit) prefix[depth / 8] |= static_cast<uint8_t>(0x80 >> (depth % 8));
+        Words saved = prefix;
+        if (bit) set_bit(prefix, depth);
         uint32_t child = emit(plain[index].child[bit], depth + 1);
         prefix = saved;
         nodes_[self].child[bit] = child;
@@ -164,21 +172,25 @@ class RuleSet::CidrTree {
   template <typename OnLeaf>
   void lookup(const IpAddress& address, OnLeaf&& on_leaf) const {
     if (nodes_.empty()) return;
-    const std::array<uint8_t, 16>& bytes = address.bytes();
-    bool v4 = address.is_v4();
+    const Words bits = to_words(address.bytes());
+    const bool v4 = address.is_v4();
     uint32_t index = 0;
     while (true) {
       const TreeNode& node = nodes_[index];
-      if (!prefix_matches(node, bytes)) return;
+      if ((((bits.hi ^ node.prefix.hi) & node.mask.hi) | ((bits.lo ^ node.prefix.lo) & node.mask.lo)) !=
+          0) {
+        return;
+      }
       for (uint32_t i = node.entries_begin; i < node.entries_end; ++i) {
         // Families never mix: ::/0 does not cover IPv4 clients, as in Cidr::contains.
         if (entries_[i].v4 == v4) on_leaf(entries_[i].leaf);
       }
-      if (node.prefix_len >= 128) return;
-      unsigned depth = node.prefix_len;
-      int bit = (bytes[depth / 8] >> (7 - depth % 8)) & 1;
-      if (node.child[bit] == kNone) return;
+      const unsigned depth = node.prefix_len;
+      if (depth >= 128) return;
+      const unsigned bit = depth < 64 ? static_cast<unsigned>(bits.hi >> (63 - depth)) & 1u
+                                      : static_cast<unsigned>(bits.lo >> (127 - depth)) & 1u;
       index = node.child[bit];
+      if (index == kNone) return;
     }
   }
 
@@ -188,21 +200,35 @@ class RuleSet::CidrTree {
     uint32_t leaf;
     bool v4;
   };
+  struct Words {  // a 128-bit address, most significant word first, bits in host order
+    uint64_t hi = 0;
+    uint64_t lo = 0;
+  };
   struct TreeNode {
-    std::array<uint8_t, 16> prefix{};
+    Words prefix;  // already masked
+    Words mask;    // the first prefix_len bits set
     unsigned prefix_len = 0;
     uint32_t child[2] = {kNone, kNone};
     uint32_t entries_begin = 0;
     uint32_t entries_end = 0;
   };
 
-  static bool prefix_matches(const TreeNode& node, const std::array<uint8_t, 16>& bytes) {
-    unsigned full = node.prefix_len / 8;
-    if (std::memcmp(node.prefix.data(), bytes.data(), full) != 0) return false;
-    unsigned rest = node.prefix_len % 8;
-    if (rest == 0) return true;
-    auto mask = static_cast<uint8_t>(0xff << (8 - rest));
-    return (node.prefix[full] & mask) == (bytes[full] & mask);
+  static Words to_words(const std::array<uint8_t, 16>& bytes) {
+    Words words;
+    for (int i = 0; i < 8; ++i) words.hi = words.hi << 8 | bytes[i];
+    for (int i = 8; i < 16; ++i) words.lo = words.lo << 8 | bytes[i];
+    return words;
+  }
+  static void set_bit(Words& words, unsigned i) {
+    if (i < 64) {
+      words.hi |= uint64_t{1} << (63 - i);
+    } else {
+      words.lo |= uint64_t{1} << (127 - i);
+    }
+  }
+  static Words prefix_mask(unsigned len) {
+    auto top = [](unsigned n) { return n == 0 ? uint64_t{0} : ~uint64_t{0} << (64 - n); };
+    return {top(std::min(len, 64u)), top(len > 64 ? std::min(len - 64, 64u) : 0u)};
   }
 
   std::vector<TreeNode> nodes_;
@@ -229,10 +255,13 @@ class RuleSetBuilder {
 
   void finish() {
     set_.cidr_tree_ = std::make_unique<RuleSet::CidrTree>(blocks_);
+    set_.build_name_table();
     for (auto& [method, leaves] : methods_) set_.method_leaves_.emplace_back(method, leaves);
-    for (const std::vector<uint32_t>& leaves : pattern_leaves_) {
+    for (std::size_t id = 0; id < pattern_leaves_.size(); ++id) {
+      const std::vector<uint32_t>& leaves = pattern_leaves_[id];
       set_.patterns_.push_back({static_cast<uint32_t>(set_.pattern_leaves_.size()),
-                                static_cast<uint32_t>(leaves.size())});
+                                static_cast<uint32_t>(leaves.size()), pattern_tokens_[id].first,
+                                pattern_tokens_[id].second});
       set_.pattern_leaves_.insert(set_.pattern_leaves_.end(), leaves.begin(), leaves.end());
     }
     if (!errors_.empty()) return;
@@ -296,9 +325,8 @@ class RuleSetBuilder {
   }
 
   uint32_t new_leaf(uint32_t rule_index) {
-    auto leaf = static_cast<uint32_t>(set_.leaf_rule_.size());
-    set_.leaf_rule_.push_back(rule_index);
-    set_.leaf_triggers_.push_back(negations_ % 2 == 0);
+    auto leaf = static_cast<uint32_t>(set_.leaf_info_.size());
+    set_.leaf_info_.push_back(rule_index | (negations_ % 2 == 0 ? RuleSet::kTriggerBit : 0u));
     return leaf;
   }
 
@@ -323,10 +351,18 @@ class RuleSetBuilder {
   }
 
   void add_pattern(const PatternConfig& pattern, uint32_t leaf, Field& field) {
-    std::string regex =
-        pattern.kind == PatternConfig::Kind::kToken ? token_regex(pattern.text) : pattern.text;
-    // A leaf only needs to know that one of its patterns matched, not where or how often.
-    unsigned flags = HS_FLAG_SINGLEMATCH | (pattern.case_sensitive ? 0 : HS_FLAG_CASELESS);
+    const bool token = pattern.kind == PatternConfig::Kind::kToken;
+    // A token: its literal, boundaries checked in on_match (see kContinuesToken).
+    std::string regex = token ? escape_literal(pattern.text) : pattern.text;
+    uint8_t boundary = 0;
+    if (token && !pattern.text.empty()) {
+      if (continues_token(pattern.text.front())) boundary |= RuleSet::kBoundaryBefore;
+      if (continues_token(pattern.text.back())) boundary |= RuleSet::kBoundaryAfter;
+    }
+    // A leaf only needs to know that one of its patterns matched, not where or how often; a token
+    // needs every occurrence, as the first may fail the boundary test. (Token and regex entries
+    // never share an id: their flags differ in HS_FLAG_SINGLEMATCH.)
+    unsigned flags = (token ? 0 : HS_FLAG_SINGLEMATCH) | (pattern.case_sensitive ? 0 : HS_FLAG_CASELESS);
     // Checked one by one so that every bad pattern is reported, not only the first.
     bool can_be_empty = false;
     if (std::string message = expression_error(regex, flags, can_be_empty); !message.empty()) {
@@ -343,6 +379,7 @@ class RuleSetBuilder {
       field.flags.push_back(flags);
       field.ids.push_back(it->second);
       pattern_leaves_.emplace_back();
+      pattern_tokens_.push_back({static_cast<uint32_t>(pattern.text.size()), boundary});
       sources_.push_back({current_rule_->name, pattern.text, pattern.where});
     }
     std::vector<uint32_t>& leaves = pattern_leaves_[it->second];
@@ -388,13 +425,17 @@ class RuleSetBuilder {
       }
       case ConditionKind::kHeaderPresent:
       case ConditionKind::kHeaderAbsent: {
-        // An absent test is not(present): its leaf sits one negation deeper.
+        // An absent test is not(present). The present node reads the header slot's "seen this
+        // request" flag; it needs no leaf. Under an even number of `not`s (counting the absent's
+        // own) a present header can make the rule true, so the slot lists the rule: the rule is
+        // then a candidate whenever the header is present.
         bool absent = condition.kind == ConditionKind::kHeaderAbsent;
-        negations_ += absent;
-        uint32_t leaf = new_leaf(rule_index);
-        negations_ -= absent;
-        set_.headers_[header_index(condition.header)].present_leaves.push_back(leaf);
-        uint32_t present = leaf_node(leaf);
+        auto slot = static_cast<uint32_t>(header_index(condition.header));
+        if ((negations_ + (absent ? 1 : 0)) % 2 == 0) {
+          std::vector<uint32_t>& rules = set_.headers_[slot].present_rules;
+          if (rules.empty() || rules.back() != rule_index) rules.push_back(rule_index);
+        }
+        uint32_t present = push_node(RuleSet::Op::kHeader, slot, 0);
         if (!absent) return present;
         auto first = static_cast<uint32_t>(set_.children_.size());
         set_.children_.push_back(present);
@@ -420,6 +461,7 @@ class RuleSetBuilder {
   Field target_;
   std::vector<Field> header_fields_;                   // parallel to set_.headers_
   std::vector<std::vector<uint32_t>> pattern_leaves_;  // global pattern id -> leaves
+  std::vector<std::pair<uint32_t, uint8_t>> pattern_tokens_;  // id -> token length, boundary
   std::vector<Source> sources_;                        // global pattern id -> first source
   std::map<std::string, std::vector<uint32_t>> methods_;
   std::vector<RuleSet::CidrTree::Block> blocks_;
@@ -443,6 +485,7 @@ bool RuleSet::holds_when_nothing_matched(uint32_t index) const {
   const Node& node = nodes_[index];
   switch (node.op) {
     case Op::kLeaf:
+    case Op::kHeader:
       return false;
     case Op::kAll:
       for (uint32_t i = 0; i < node.count; ++i) {
@@ -465,6 +508,8 @@ bool RuleSet::holds(uint32_t index, const MatchScratch& scratch) const {
   switch (node.op) {
     case Op::kLeaf:
       return scratch.leaf_epoch_[node.first] == scratch.epoch_;
+    case Op::kHeader:
+      return scratch.header_epoch_[node.first] == scratch.epoch_;
     case Op::kAll:
       for (uint32_t i = 0; i < node.count; ++i) {
         if (!holds(children_[node.first + i], scratch)) return false;
@@ -489,8 +534,8 @@ void RuleSet::prepare(MatchScratch& scratch) const {
     if (hs_clone_scratch(prototype_scratch_.get(), &clone) != HS_SUCCESS) throw std::bad_alloc();
     scratch.hs_scratch_.reset(clone);
   }
-  scratch.header_epoch_.assign(headers_.size(), 0);
-  scratch.leaf_epoch_.assign(leaf_rule_.size(), 0);
+  scratch.header_epoch_.assign(slot_names_.size(), 0);
+  scratch.leaf_epoch_.assign(leaf_info_.size(), 0);
   scratch.rule_epoch_.assign(rules_.size(), 0);
   scratch.candidates_.clear();
   scratch.candidates_.reserve(64);
@@ -498,15 +543,41 @@ void RuleSet::prepare(MatchScratch& scratch) const {
   scratch.generation_ = generation_;
 }
 
-int RuleSet::on_match(unsigned int id, unsigned long long /*from*/, unsigned long long /*to*/,
+namespace {
+struct ScanContext {
+  const RuleSet* self;
+  MatchScratch* scratch;
+  std::string_view value;
+};
+}  // namespace
+
+int RuleSet::on_match(unsigned int id, unsigned long long /*from*/, unsigned long long to,
                       unsigned int /*flags*/, void* context) {
-  auto* pair = static_cast<std::pair<const RuleSet*, MatchScratch*>*>(context);
-  const RuleSet& self = *pair->first;
+  auto* scan = static_cast<ScanContext*>(context);
+  const RuleSet& self = *scan->self;
   const Pattern& pattern = self.patterns_[id];
+  if (pattern.boundary) {
+    // A token occurrence ends at `to` and starts token_length bytes before it.
+    const std::string_view value = scan->value;
+    if ((pattern.boundary & kBoundaryBefore) && to > pattern.token_length &&
+        continues_token(value[to - pattern.token_length - 1])) {
+      return 0;
+    }
+    if ((pattern.boundary & kBoundaryAfter) && to < value.size() && continues_token(value[to])) {
+      return 0;
+    }
+  }
   for (uint32_t i = 0; i < pattern.leaf_count; ++i) {
-    self.mark_leaf(self.pattern_leaves_[pattern.first_leaf + i], *pair->second);
+    self.mark_leaf(self.pattern_leaves_[pattern.first_leaf + i], *scan->scratch);
   }
   return 0;
+}
+
+inline void RuleSet::add_candidate(uint32_t rule, MatchScratch& scratch) const {
+  if (scratch.rule_epoch_[rule] != scratch.epoch_) {
+    scratch.rule_epoch_[rule] = scratch.epoch_;
+    scratch.candidates_.push_back(rule);
+  }
 }
 
 void RuleSet::mark_leaf(uint32_t leaf, MatchScratch& scratch) const {
@@ -515,21 +586,56 @@ void RuleSet::mark_leaf(uint32_t leaf, MatchScratch& scratch) const {
   scratch.leaf_epoch_[leaf] = epoch;
   // A leaf under an odd number of `not`s can only make its rule false; the rule is a candidate
   // only through its positive leaves (or by being in always_rules_).
-  if (!leaf_triggers_[leaf]) return;
-  uint32_t rule = leaf_rule_[leaf];
-  if (scratch.rule_epoch_[rule] != epoch) {
-    scratch.rule_epoch_[rule] = epoch;
-    scratch.candidates_.push_back(rule);
-  }
+  uint32_t info = leaf_info_[leaf];
+  if (info & kTriggerBit) add_candidate(info & ~kTriggerBit, scratch);
 }
 
 void RuleSet::scan(const hs_database* database, std::string_view value,
                    MatchScratch& scratch) const {
-  std::pair<const RuleSet*, MatchScratch*> context{this, &scratch};
+  ScanContext context{this, &scratch, value};
   // Hyperscan wants a non-null pointer even for an empty value.
   const char* data = value.empty() ? "" : value.data();
   hs_scan(database, data, static_cast<unsigned>(value.size()), 0, scratch.hs_scratch_.get(),
           &RuleSet::on_match, &context);
+}
+
+// Length, first and last byte of a name, each byte | 0x20: equal for names that iequals() calls
+// equal (it folds letters only; | 0x20 may fold more, which find_slot's iequals sorts out).
+inline uint32_t RuleSet::name_key(std::string_view name) {
+  if (name.empty()) return 0;
+  auto first = static_cast<unsigned char>(name.front()) | 0x20u;
+  auto last = static_cast<unsigned char>(name.back()) | 0x20u;
+  return static_cast<uint32_t>(name.size()) << 16 | first << 8 | last;
+}
+
+void RuleSet::build_name_table() {
+  slot_names_.clear();
+  for (const HeaderSlot& slot : headers_) slot_names_.push_back(slot.name);
+  user_agent_slot_ = static_cast<uint32_t>(
+      std::find(slot_names_.begin(), slot_names_.end(), "user-agent") - slot_names_.begin());
+  if (user_agent_slot_ == slot_names_.size()) slot_names_.push_back("user-agent");
+  std::size_t size = 16;
+  while (size < 4 * slot_names_.size()) size *= 2;
+  name_table_.assign(size, NameEntry{});
+  name_lengths_ = 0;
+  for (const std::string& name : slot_names_) name_lengths_ |= uint64_t{1} << std::min<std::size_t>(name.size(), 63);
+  name_shift_ = 32 - static_cast<uint32_t>(std::countr_zero(size));
+  for (std::size_t slot = 0; slot < slot_names_.size(); ++slot) {
+    uint32_t key = name_key(slot_names_[slot]);
+    uint32_t i = (key * 0x9e3779b1u) >> name_shift_;
+    while (name_table_[i].slot != kNoSlot) i = (i + 1) & (size - 1);
+    name_table_[i] = {key, static_cast<uint32_t>(slot)};
+  }
+}
+
+inline uint32_t RuleSet::find_slot(std::string_view name) const {
+  const uint32_t key = name_key(name);
+  const auto mask = static_cast<uint32_t>(name_table_.size() - 1);
+  for (uint32_t i = (key * 0x9e3779b1u) >> name_shift_;; i = (i + 1) & mask) {
+    const NameEntry& entry = name_table_[i];
+    if (entry.slot == kNoSlot) return kNoSlot;
+    if (entry.key == key && iequals(name, slot_names_[entry.slot])) return entry.slot;
+  }
 }
 
 void RuleSet::mark_leaves(const RequestView& request, MatchScratch& scratch) const {
@@ -541,24 +647,30 @@ void RuleSet::mark_leaves(const RequestView& request, MatchScratch& scratch) con
     std::fill(scratch.header_epoch_.begin(), scratch.header_epoch_.end(), 0);
     scratch.epoch_ = 1;
   }
+  const uint32_t epoch = scratch.epoch_;
   scratch.candidates_.clear();
-  // An absent User-Agent is scanned as "", so that '^$' finds requests without one.
-  if (user_agent_database_) scan(user_agent_database_.get(), request.header("User-Agent"), scratch);
-  if (target_database_) scan(target_database_.get(), request.target, scratch);
-  if (!headers_.empty()) {
-    // Only the first field of each name counts, as RequestView::header() sees it.
-    for (const HeaderField& field : request.headers) {
-      for (std::size_t i = 0; i < headers_.size(); ++i) {
-        if (scratch.header_epoch_[i] == scratch.epoch_ || !iequals(field.name, headers_[i].name)) {
-          continue;
-        }
-        scratch.header_epoch_[i] = scratch.epoch_;
-        for (uint32_t leaf : headers_[i].present_leaves) mark_leaf(leaf, scratch);
-        if (headers_[i].database) scan(headers_[i].database.get(), field.value, scratch);
-        break;
-      }
+  // One pass over the request's fields. Only the first field of each name counts, as
+  // RequestView::header() sees it; the slot's epoch is also what {present}/{absent} nodes read.
+  std::string_view user_agent;  // an absent User-Agent is scanned as "", so '^$' finds it
+  const auto header_slots = static_cast<uint32_t>(headers_.size());
+  std::size_t unseen = slot_names_.size();
+  for (const HeaderField& field : request.headers) {
+    // Most request fields have a name length no rule uses: one bit test, no hashing.
+    if (!((name_lengths_ >> std::min<std::size_t>(field.name.size(), 63)) & 1)) continue;
+    const uint32_t slot = find_slot(field.name);
+    if (slot == kNoSlot || scratch.header_epoch_[slot] == epoch) continue;
+    scratch.header_epoch_[slot] = epoch;
+    if (slot == user_agent_slot_) user_agent = field.value;
+    const bool last = --unseen == 0;  // every slot seen: the rest of the fields cannot matter
+    if (slot < header_slots) {
+      const HeaderSlot& header = headers_[slot];
+      for (uint32_t rule : header.present_rules) add_candidate(rule, scratch);
+      if (header.database) scan(header.database.get(), field.value, scratch);
     }
+    if (last) break;
   }
+  if (user_agent_database_) scan(user_agent_database_.get(), user_agent, scratch);
+  if (target_database_) scan(target_database_.get(), request.target, scratch);
   if (!method_leaves_.empty()) {
     auto it = std::lower_bound(
         method_leaves_.begin(), method_leaves_.end(), request.method,

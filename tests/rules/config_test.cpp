@@ -450,5 +450,227 @@ TEST(ConfigConditionsTest, ParsesTheConditionTree) {
   EXPECT_EQ(any.children[1].children[0].kind, ConditionKind::kNot);
 }
 
+// ---- limits (docs/config.md, "Limits (throttling)") ----
+
+TEST(ConfigLimitsTest, ParsesRates) {
+  struct Case {
+    const char* text;
+    double per_second;
+  };
+  for (const Case& c : {Case{"10/s", 10}, Case{"30/m", 0.5}, Case{"3600/h", 1}, Case{"86400/d", 1},
+                        Case{"2.5/s", 2.5}, Case{"7", 7}, Case{"0.25", 0.25}}) {
+    double out = 0;
+    std::string error;
+    EXPECT_TRUE(parse_rate(c.text, out, error)) << c.text << ": " << error;
+    EXPECT_DOUBLE_EQ(out, c.per_second) << c.text;
+  }
+  for (const char* bad : {"fast", "0/s", "-1/s", "10/fortnight", "", "/s", "10/", "1e3/s", "inf",
+                          "nan", ".5/s", "5./s", "+1/s", "1/s/s", "10 /s", "0"}) {
+    double out = 0;
+    std::string error;
+    EXPECT_FALSE(parse_rate(bad, out, error)) << bad;
+    EXPECT_FALSE(error.empty()) << bad;
+  }
+}
+
+TEST(ConfigLimitsTest, DefaultsWithoutLimitKeys) {
+  LoadResult result = load_text("rules: [{name: r, class: ai_search, user_agent: [x]}]\n");
+  ASSERT_TRUE(result.ok()) << describe_errors(result.errors);
+  const Config& config = *result.config;
+  // The builtin throttle classes carry no limit of their own (the embedded default config does).
+  for (const char* name : {"ai_search", "ai_assistant", "ai_agent"}) {
+    const ClassConfig* klass = config.find_class(name);
+    ASSERT_NE(klass, nullptr) << name;
+    EXPECT_EQ(klass->action, Action::kThrottle) << name;
+    EXPECT_FALSE(klass->limit) << name;
+    EXPECT_FALSE(klass->class_limit) << name;
+    EXPECT_EQ(klass->ipv4_prefix, 32u) << name;
+    EXPECT_EQ(klass->ipv6_prefix, 64u) << name;
+  }
+  EXPECT_FALSE(config.rules[0].limit);
+  EXPECT_FALSE(config.rules[0].cost);
+  EXPECT_TRUE(config.costs.empty());
+  const ServerSettings& server = config.server;
+  EXPECT_EQ(server.throttle.client_table_size, 1'000'000u);
+  EXPECT_EQ(server.throttle.max_tarpitted, 1000u);
+  EXPECT_EQ(server.throttle.tarpit_delay, Millis(10'000));
+  EXPECT_FALSE(server.redis.enabled);
+  EXPECT_EQ(server.redis.address.to_string(), "127.0.0.1:6379");
+  EXPECT_EQ(server.redis.budget, Millis(2));
+  EXPECT_EQ(server.redis.key_prefix, "crawlgate:");
+  EXPECT_EQ(server.redis.connect_timeout, Millis(1000));
+}
+
+TEST(ConfigLimitsTest, EveryKeyRoundTrips) {
+  LoadResult result = load_config_file(kConfigs + "/good/limits.yaml");
+  ASSERT_TRUE(result.ok()) << describe_errors(result.errors);
+  const Config& config = *result.config;
+  const ServerSettings& s = config.server;
+  EXPECT_EQ(s.throttle.client_table_size, 5000u);
+  EXPECT_EQ(s.throttle.max_tarpitted, 7u);
+  EXPECT_EQ(s.throttle.tarpit_delay, Millis(2500));
+  EXPECT_TRUE(s.redis.enabled);
+  EXPECT_EQ(s.redis.address.host, "::1");
+  EXPECT_EQ(s.redis.address.port, 6380);
+  EXPECT_EQ(s.redis.budget, Millis(5));
+  EXPECT_EQ(s.redis.key_prefix, "cg-test:");
+  EXPECT_EQ(s.redis.connect_timeout, Millis(500));
+
+  const ClassConfig* assistant = config.find_class("ai_assistant");
+  ASSERT_NE(assistant, nullptr);
+  ASSERT_TRUE(assistant->limit);
+  EXPECT_TRUE(assistant->limit->enabled());
+  EXPECT_DOUBLE_EQ(assistant->limit->rate_per_second, 1);
+  EXPECT_DOUBLE_EQ(assistant->limit->burst, 10);
+  EXPECT_EQ(assistant->limit->where.line, 17);
+  ASSERT_TRUE(assistant->class_limit);
+  EXPECT_DOUBLE_EQ(assistant->class_limit->rate_per_second, 50);
+  EXPECT_DOUBLE_EQ(assistant->class_limit->burst, 200);
+  EXPECT_EQ(assistant->ipv4_prefix, 24u);
+  EXPECT_EQ(assistant->ipv6_prefix, 48u);
+  const ClassConfig* search = config.find_class("ai_search");
+  EXPECT_EQ(search->action, Action::kTarpit);
+  ASSERT_TRUE(search->limit);
+  EXPECT_DOUBLE_EQ(search->limit->rate_per_second, 0.5);
+  EXPECT_DOUBLE_EQ(search->limit->burst, 5);
+  EXPECT_FALSE(search->class_limit);
+  const ClassConfig* agent = config.find_class("ai_agent");
+  EXPECT_FALSE(agent->limit);
+  ASSERT_TRUE(agent->class_limit);
+  EXPECT_DOUBLE_EQ(agent->class_limit->rate_per_second, 1);
+  EXPECT_DOUBLE_EQ(agent->class_limit->burst, 1.5);
+  EXPECT_EQ(agent->ipv4_prefix, 32u);
+  EXPECT_EQ(agent->ipv6_prefix, 0u);
+  const ClassConfig* nightly = config.find_class("nightly");
+  ASSERT_NE(nightly, nullptr);
+  EXPECT_EQ(nightly->action, Action::kLog);
+  ASSERT_TRUE(nightly->limit);
+  EXPECT_DOUBLE_EQ(nightly->limit->rate_per_second, 1000.0 / 86400);
+
+  ASSERT_EQ(config.rules.size(), 5u);
+  const RuleConfig& chatgpt = config.rules[0];  // its own limit and cost
+  ASSERT_TRUE(chatgpt.limit);
+  EXPECT_DOUBLE_EQ(chatgpt.limit->rate_per_second, 2);
+  EXPECT_DOUBLE_EQ(chatgpt.limit->burst, 20);
+  EXPECT_EQ(chatgpt.limit->where.line, 36);
+  EXPECT_EQ(chatgpt.cost, 1.5);
+  const RuleConfig& claude = config.rules[1];  // inherits the class's per-client limit
+  ASSERT_TRUE(claude.limit);
+  EXPECT_DOUBLE_EQ(claude.limit->rate_per_second, 1);
+  EXPECT_DOUBLE_EQ(claude.limit->burst, 10);
+  EXPECT_EQ(claude.limit->where.line, 17);
+  EXPECT_FALSE(claude.cost);
+  const RuleConfig& perplexity = config.rules[2];  // deny in a tarpit class: no limit
+  EXPECT_EQ(perplexity.action, Action::kDeny);
+  EXPECT_FALSE(perplexity.limit);
+  EXPECT_FALSE(config.rules[3].limit);       // the class has only a class_limit
+  const RuleConfig& bare = config.rules[4];  // no class: nothing to inherit
+  EXPECT_EQ(bare.action, Action::kThrottle);
+  EXPECT_FALSE(bare.limit);
+  EXPECT_EQ(bare.cost, 3);
+
+  // Costs in file order, includes expanded in place.
+  ASSERT_EQ(config.costs.size(), 4u);
+  EXPECT_EQ(config.costs[0].path.text, "[?&](oldid|diff)=");
+  EXPECT_EQ(config.costs[0].cost, 10);
+  EXPECT_EQ(std::filesystem::path(config.costs[0].where.file).filename(), "limits_costs.yaml");
+  EXPECT_EQ(config.costs[0].where.line, 2);
+  EXPECT_EQ(config.costs[0].path.where.line, 2);
+  EXPECT_FALSE(config.costs[0].can_be_empty);
+  EXPECT_EQ(config.costs[1].path.text, ".*");
+  EXPECT_TRUE(config.costs[1].can_be_empty);
+  EXPECT_EQ(config.costs[2].path.text, "[?&]action=(history|edit|info)");
+  EXPECT_EQ(config.costs[2].cost, 20);
+  EXPECT_FALSE(config.costs[2].path.case_sensitive);
+  EXPECT_EQ(config.costs[2].path.kind, PatternConfig::Kind::kRegex);
+  EXPECT_EQ(config.costs[3].path.text, "^/W/");
+  EXPECT_TRUE(config.costs[3].path.case_sensitive);
+  EXPECT_EQ(config.costs[3].cost, 0.5);
+  EXPECT_EQ(std::filesystem::path(config.costs[3].where.file).filename(), "limits.yaml");
+  EXPECT_EQ(config.costs[3].where.line, 59);
+
+  EXPECT_TRUE(RuleSet::compile(config).ok());
+}
+
+TEST(ConfigLimitsTest, RedisBlockEnablesUnlessDisabled) {
+  LoadResult on = load_text("redis: {}\n");
+  ASSERT_TRUE(on.ok()) << describe_errors(on.errors);
+  EXPECT_TRUE(on.config->server.redis.enabled);
+  LoadResult off = load_text("redis: {enabled: false, address: 10.0.0.1:6379}\n");
+  ASSERT_TRUE(off.ok()) << describe_errors(off.errors);
+  EXPECT_FALSE(off.config->server.redis.enabled);
+  EXPECT_EQ(off.config->server.redis.address.to_string(), "10.0.0.1:6379");
+  auto errors = load_text("redis:\n").errors;
+  ASSERT_EQ(errors.size(), 1u) << describe_errors(errors);
+  EXPECT_TRUE(has_error(errors, "main.yaml", 1, "'redis' has no value"));
+}
+
+TEST(ConfigLimitsTest, CostsMayComeFromIncludedFiles) {
+  auto result = load_config_embedded(
+      "main.yaml", {{"main.yaml", "costs: [{path: a, cost: 1}]\ninclude: part.yaml\n"},
+                    {"part.yaml", "costs: [{path: b, cost: 2}]\n"}});
+  ASSERT_TRUE(result.ok()) << describe_errors(result.errors);
+  ASSERT_EQ(result.config->costs.size(), 2u);
+  EXPECT_EQ(result.config->costs[0].path.text, "a");
+  EXPECT_EQ(result.config->costs[1].path.text, "b");
+}
+
+TEST(ConfigLimitsTest, ReportsEveryBadCostRegexWithTheLoadErrors) {
+  auto errors = load_text(
+                    "threads: x\n"
+                    "costs:\n"
+                    "  - {path: 'a(', cost: 2}\n"
+                    "  - {path: '(a)\\1', cost: 2}\n"
+                    "  - {path: '', cost: 2}\n")
+                    .errors;
+  EXPECT_EQ(errors.size(), 4u) << describe_errors(errors);
+  EXPECT_TRUE(has_error(errors, "main.yaml", 1, "threads"));
+  EXPECT_TRUE(has_error(errors, "main.yaml", 3, "costs entry: regex 'a(' is not supported"));
+  EXPECT_TRUE(has_error(errors, "main.yaml", 4, "back-references are not supported"));
+  EXPECT_TRUE(has_error(errors, "main.yaml", 5, "empty pattern"));
+}
+
+TEST(ConfigLimitsTest, LimitNeedsRateAndBurst) {
+  auto errors = load_text("classes:\n  c: {action: throttle, limit: {}}\n").errors;
+  EXPECT_EQ(errors.size(), 2u) << describe_errors(errors);
+  EXPECT_TRUE(has_error(errors, "main.yaml", 2, "needs rate:"));
+  EXPECT_TRUE(has_error(errors, "main.yaml", 2, "needs burst:"));
+}
+
+// The Limits example in docs/config.md must stay a valid config.
+TEST(ConfigDocTest, LimitsExampleLoads) {
+  std::ifstream in(CRAWLGATE_CONFIG_DOC);
+  std::stringstream text;
+  text << in.rdbuf();
+  std::string doc = text.str();
+  std::size_t section = doc.find("\n## Limits");
+  ASSERT_NE(section, std::string::npos);
+  std::size_t start = doc.find("```yaml\n", section);
+  ASSERT_NE(start, std::string::npos);
+  start += 8;
+  std::string example = doc.substr(start, doc.find("```", start) - start);
+  LoadResult result = load_text(example);
+  ASSERT_TRUE(result.ok()) << describe_errors(result.errors) << example;
+  const Config& config = *result.config;
+  const ClassConfig* assistant = config.find_class("ai_assistant");
+  ASSERT_TRUE(assistant->limit && assistant->class_limit);
+  EXPECT_DOUBLE_EQ(assistant->limit->rate_per_second, 1);
+  EXPECT_DOUBLE_EQ(assistant->class_limit->burst, 200);
+  const ClassConfig* search = config.find_class("ai_search");
+  EXPECT_EQ(search->action, Action::kTarpit);
+  ASSERT_TRUE(search->limit);
+  EXPECT_DOUBLE_EQ(search->limit->rate_per_second, 0.5);
+  ASSERT_EQ(config.rules.size(), 1u);
+  ASSERT_TRUE(config.rules[0].limit);
+  EXPECT_DOUBLE_EQ(config.rules[0].limit->burst, 20);
+  EXPECT_EQ(config.rules[0].cost, 1);
+  ASSERT_EQ(config.costs.size(), 2u);
+  EXPECT_EQ(config.costs[0].cost, 20);
+  EXPECT_EQ(config.server.throttle.tarpit_delay, Millis(10'000));
+  EXPECT_TRUE(config.server.redis.enabled);
+  EXPECT_EQ(config.server.redis.budget, Millis(2));
+  EXPECT_TRUE(RuleSet::compile(config).ok());
+}
+
 }  // namespace
 }  // namespace crawlgate

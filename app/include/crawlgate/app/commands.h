@@ -9,6 +9,7 @@
 #include <vector>
 
 #include "crawlgate/proxy/pipeline.h"
+#include "crawlgate/proxy/throttle_stage.h"
 #include "crawlgate/rules/config.h"
 
 namespace crawlgate {
@@ -46,8 +47,11 @@ struct BuildResult {
   std::shared_ptr<const proxy::Snapshot> snapshot;
   std::vector<std::string> errors;
 };
+// `throttle`: the process's client table and buckets, created from the first config loaded when
+// it points to null; without it (check, explain) no limits are enforced.
 BuildResult build_from_config(const std::string& path, const Overrides& overrides,
-                              std::uint64_t generation);
+                              std::uint64_t generation, metrics::Metrics* metrics = nullptr,
+                              std::shared_ptr<proxy::ThrottleState>* throttle = nullptr);
 
 int main(int argc, char** argv);
 

@@ -13,6 +13,7 @@
 #include <utility>
 #include <vector>
 
+#include "crawlgate/metrics/metrics.h"
 #include "crawlgate/rules/config.h"
 #include "crawlgate/rules/request_view.h"
 #include "crawlgate/rules/rule_set.h"
@@ -44,6 +45,7 @@ struct RequestContext {
   bool enforced = true;
   std::uint32_t rule_index = UINT32_MAX;  // the deciding rule's index in the RuleSet
   std::string shadow_rule;                // a shadow-mode rule that matched before the decision
+  std::uint32_t shadow_rule_index = UINT32_MAX;
   std::string answered_by;                // the stage that answered locally, if any
 };
 
@@ -99,16 +101,31 @@ struct Snapshot {
   ServerSettings settings;               // the config's, with command-line overrides applied
   std::shared_ptr<const Config> config;  // null when built from settings alone (tests)
   std::shared_ptr<const RuleSet> rules;  // null when there are no rules
+  std::shared_ptr<const metrics::ConfigLabels> labels;  // null without metrics
   Pipeline pipeline;
   std::string source;  // the config file, or "(embedded default config)"
 };
 
-// Builds the stages the settings and rules ask for: static answers, then signatures. Later issues
-// add the classifier and limits here.
+class ThrottleState;
+
+// What a snapshot is built from. Only `settings` is required.
+struct SnapshotParts {
+  ServerSettings settings;
+  std::uint64_t generation = 1;
+  std::string source;
+  std::shared_ptr<const Config> config;
+  std::shared_ptr<const RuleSet> rules;
+  metrics::Metrics* metrics = nullptr;
+  std::shared_ptr<ThrottleState> throttle;  // state that outlives reloads; needed for limits
+};
+
+// Builds the stages the config asks for: static answers, signatures, then limits. Returns null
+// and sets `error` when a stage cannot be built.
+std::shared_ptr<const Snapshot> build_snapshot(SnapshotParts parts, std::string* error = nullptr);
+
+// Settings alone (tests, and the proxy core without rules).
 std::shared_ptr<const Snapshot> build_snapshot(const ServerSettings& settings,
-                                               std::uint64_t generation, std::string source,
-                                               std::shared_ptr<const Config> config = nullptr,
-                                               std::shared_ptr<const RuleSet> rules = nullptr);
+                                               std::uint64_t generation, std::string source);
 
 // Runs a snapshot's stages over one request outside the proxy (explain, replay). A stage that
 // suspends is treated as continuing: offline there is nothing to wait for.

@@ -22,7 +22,8 @@ struct ServerStats {
   std::atomic<std::uint64_t> bad_requests{0};  // framing errors, 4xx written by crawlgate itself
   std::atomic<std::uint64_t> upstream_connect_errors{0};
   std::atomic<std::uint64_t> upstream_timeouts{0};
-  std::atomic<std::uint64_t> upstream_errors{0};
+  std::atomic<std::uint64_t> upstream_errors{0};  // invalid or missing response
+  std::atomic<std::uint64_t> upstream_resets{0};  // failed after the response head went out
   std::atomic<std::uint64_t> upstream_reused{0};
   std::atomic<std::uint64_t> websocket_tunnels{0};
 };
@@ -57,8 +58,10 @@ class Server {
   // Called (off the I/O threads) on SIGHUP and POST /-/reload; returns a message for the
   // operator. The binary sets it to "re-read the config file and publish".
   void set_reload_handler(std::function<std::string(bool& ok)> handler);
-  // Renders /metrics on the admin listener (text exposition format).
-  void set_metrics_renderer(std::function<std::string()> renderer);
+  // Enables /metrics and per-request recording; call before start(). Registers the server's own
+  // pulled values (connections, upstream errors, access log) with it.
+  void set_metrics(std::shared_ptr<metrics::Metrics> metrics);
+  metrics::Metrics* metrics() const;
 
   AccessLog& access_log();
   const ServerStats& stats() const;

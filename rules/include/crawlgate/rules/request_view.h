@@ -3,6 +3,7 @@
 #pragma once
 
 #include <chrono>
+#include <cstddef>
 #include <span>
 #include <string_view>
 
@@ -15,7 +16,19 @@ struct HeaderField {
   std::string_view value;
 };
 
-bool iequals(std::string_view a, std::string_view b);
+// ASCII case-insensitive equality: only the letters A-Z / a-z fold (HTTP field names). Inline: the
+// rules stage compares header names per request field.
+inline bool iequals(std::string_view a, std::string_view b) {
+  if (a.size() != b.size()) return false;
+  for (std::size_t i = 0; i < a.size(); ++i) {
+    auto x = static_cast<unsigned char>(a[i]);
+    auto y = static_cast<unsigned char>(b[i]);
+    if (x == y) continue;
+    unsigned char lower = x | 0x20;
+    if (lower != (y | 0x20) || lower < 'a' || lower > 'z') return false;
+  }
+  return true;
+}
 
 struct RequestView {
   std::string_view method;

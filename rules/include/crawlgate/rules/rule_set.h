@@ -1,8 +1,10 @@
 // The compiled, immutable form of a Config's rules. The regexes of all rules are compiled into one
 // Hyperscan database per request field (User-Agent, target, each header some rule names); each
 // field is scanned once per request, whatever the number of rules. remote_addresses use one
-// prefix-tree lookup, methods and header presence one table lookup. Only rules with a matched leaf
-// (plus the few that can hold with none) are then evaluated, in rule order.
+// prefix-tree lookup, methods one table lookup. Request header names are found with one hashed
+// lookup each; {present}/{absent} tests read a per-header "seen" flag instead of being marked one
+// by one, so their cost does not grow with their number. Only rules with a matched leaf (plus the
+// few that can hold with none) are then evaluated, in rule order.
 #pragma once
 
 #include <cstdint>
@@ -75,7 +77,7 @@ class MatchScratch {
   friend class RuleSet;
   uint64_t generation_ = 0;
   HsScratchPtr hs_scratch_;
-  std::vector<uint32_t> header_epoch_;  // per header slot: == epoch_ once seen this request
+  std::vector<uint32_t> header_epoch_;  // per header slot (+ User-Agent): == epoch_ once seen
   std::vector<uint32_t> leaf_epoch_;    // per leaf: == epoch_ when it matched this request
   std::vector<uint32_t> rule_epoch_;    // per rule: == epoch_ when already a candidate
   std::vector<uint32_t> candidates_;    // rules with a matched positive leaf, this request
@@ -114,31 +116,49 @@ class RuleSet {
     std::string deny_body;
     uint32_t root;  // index into nodes_
   };
-  enum class Op : uint8_t { kLeaf, kAll, kAny, kNot };
+  // kHeader: "this header is present" ({present: true}; {absent: true} is kNot over it).
+  enum class Op : uint8_t { kLeaf, kAll, kAny, kNot, kHeader };
   struct Node {
     Op op;
-    uint32_t first;  // kLeaf: the leaf id; otherwise the first index into children_
+    uint32_t first;  // kLeaf: the leaf id; kHeader: the header slot; else the first of children_
     uint32_t count;  // number of children
   };
   struct Pattern {
     uint32_t first_leaf;  // range in pattern_leaves_: identical patterns share one Hyperscan id
     uint32_t leaf_count;
+    // {token: …} patterns are compiled as plain literals (every occurrence reported) and their
+    // token boundaries checked in on_match: kBoundaryBefore / kBoundaryAfter, and the length.
+    uint32_t token_length = 0;
+    uint8_t boundary = 0;
   };
+  static constexpr uint8_t kBoundaryBefore = 1;
+  static constexpr uint8_t kBoundaryAfter = 2;
   struct HeaderSlot {
-    std::string name;                      // lower-case
-    HsDatabasePtr database;                // the header's regexes, or null
-    std::vector<uint32_t> present_leaves;  // leaves of {present}/{absent} tests
+    std::string name;                     // lower-case
+    HsDatabasePtr database;               // the header's regexes, or null
+    std::vector<uint32_t> present_rules;  // rules a {present} test can make true (sorted, unique)
   };
+  // Open-addressing table from a header name to its slot in headers_ (or user_agent_slot_).
+  struct NameEntry {
+    uint32_t key = 0;         // name_key() of the lower-case name
+    uint32_t slot = kNoSlot;  // kNoSlot: empty
+  };
+  static constexpr uint32_t kNoSlot = UINT32_MAX;
+  static constexpr uint32_t kTriggerBit = 0x80000000u;
   class CidrTree;
   friend class RuleSetBuilder;
 
   RuleSet();
   void prepare(MatchScratch& scratch) const;
   // Scans the request and marks matched leaves; fills scratch.candidates_ (unsorted).
-  // Scans the request and marks matched leaves; fills scratch.candidates_ (unsorted).
   void mark_leaves(const RequestView& request, MatchScratch& scratch) const;
   void scan(const hs_database* database, std::string_view value, MatchScratch& scratch) const;
   void mark_leaf(uint32_t leaf, MatchScratch& scratch) const;
+  void add_candidate(uint32_t rule, MatchScratch& scratch) const;
+  // The slot of a request header name, or kNoSlot when no rule needs it.
+  uint32_t find_slot(std::string_view name) const;
+  static uint32_t name_key(std::string_view name);
+  void build_name_table();
   bool holds(uint32_t node, const MatchScratch& scratch) const;
   // The value of a condition tree when none of its leaves matched.
   bool holds_when_nothing_matched(uint32_t node) const;
@@ -152,14 +172,19 @@ class RuleSet {
   std::vector<Rule> rules_;
   std::vector<Node> nodes_;
   std::vector<uint32_t> children_;
-  std::vector<uint32_t> leaf_rule_;  // leaf id -> rule index
-  std::vector<bool> leaf_triggers_;  // leaf id -> under an even number of `not`s
+  // leaf id -> rule index, | kTriggerBit when the leaf is under an even number of `not`s
+  std::vector<uint32_t> leaf_info_;
   std::vector<Pattern> patterns_;    // Hyperscan id -> leaves
   std::vector<uint32_t> pattern_leaves_;
   std::vector<uint32_t> always_rules_;  // rules that can hold with no matched leaf, sorted
   HsDatabasePtr user_agent_database_;
   HsDatabasePtr target_database_;
   std::vector<HeaderSlot> headers_;
+  uint32_t user_agent_slot_ = 0;  // headers_ index of "user-agent", or headers_.size()
+  std::vector<std::string> slot_names_;  // per slot incl. user_agent_slot_, lower-case
+  std::vector<NameEntry> name_table_;    // size a power of two
+  uint32_t name_shift_ = 0;
+  uint64_t name_lengths_ = 0;  // bit min(length, 63) set for each slot name
   std::vector<std::pair<std::string, std::vector<uint32_t>>> method_leaves_;  // sorted by method
   HsScratchPtr prototype_scratch_;
   std::unique_ptr<CidrTree> cidr_tree_;
