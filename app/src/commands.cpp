@@ -50,6 +50,7 @@ int run_command(const std::string& config_path, const Overrides& overrides) {
   proxy::Server server(built.snapshot);
   server.set_metrics(metrics);
   register_throttle_metrics(*metrics, **throttle);
+  server.set_throttle_state(*throttle);
   server.set_reload_handler([&server, config_path, overrides, metrics, throttle](bool& ok) {
     BuildResult next = build_from_config(config_path, overrides, server.next_generation(),
                                          metrics.get(), throttle.get());

@@ -3,6 +3,10 @@
 #include <boost/beast/core.hpp>
 #include <boost/beast/http.hpp>
 
+#include <nlohmann/json.hpp>
+
+#include <cmath>
+
 #include "server_impl.h"
 
 namespace crawlgate::proxy {
@@ -44,6 +48,16 @@ class AdminSession : public std::enable_shared_from_this<AdminSession> {
       return reply(http::status::ok, server_.metrics->render(),
                    "text/plain; version=0.0.4; charset=utf-8");
     }
+    if (target.starts_with("/clients/")) {
+      auto address = IpAddress::parse(target.substr(9));
+      if (!address) return reply(http::status::bad_request, "not an IP address\n");
+      // Targets and ids are client bytes: replace what is not UTF-8 rather than fail.
+      return reply(http::status::ok,
+                   describe_client(*address).dump(2, ' ', false,
+                                                  nlohmann::json::error_handler_t::replace) +
+                       "\n",
+                   "application/json");
+    }
     if (target == "/-/reload") {
       if (req.method() != http::verb::post) {
         return reply(http::status::method_not_allowed, "use POST\n");
@@ -59,6 +73,76 @@ class AdminSession : public std::enable_shared_from_this<AdminSession> {
       return;
     }
     reply(http::status::not_found, "not found\n");
+  }
+
+  // "Why was I blocked?": the client's limit state and its last decisions with request ids.
+  nlohmann::json describe_client(const IpAddress& address) const {
+    nlohmann::json out;
+    out["ip"] = address.to_string();
+    std::vector<DecisionLog::Entry> decisions;
+    for (const auto& worker : server_.workers) worker->decisions.find(address, 200, decisions);
+    std::sort(decisions.begin(), decisions.end(),
+              [](const auto& a, const auto& b) { return a.ts > b.ts; });
+    out["class"] = nullptr;
+    for (const auto& decision : decisions) {
+      if (decision.traffic_class[0]) {
+        out["class"] = decision.traffic_class;
+        break;
+      }
+    }
+    // The behavioural score and its top features come with the classifier.
+    out["score"] = nullptr;
+    nlohmann::json limits = nlohmann::json::array();
+    if (server_.throttle) {
+      Nanos now = server_.throttle->clock().now();
+      for (const auto& [id, info] : server_.throttle->limits()) {
+        ClientKey key = ClientKey::make(address, info.ipv4_prefix, info.ipv6_prefix, id);
+        auto entry = server_.throttle->clients().find(key);
+        if (!entry) continue;
+        double interval = 1e9 / info.limit.rate_per_second;
+        double tau = info.limit.burst * interval;
+        double backlog = std::max<double>(0, static_cast<double>(entry->limit.tat - now));
+        nlohmann::json limit;
+        limit["limit"] = info.name;
+        limit["key"] = key.block().to_string();
+        limit["rate_per_second"] = info.limit.rate_per_second;
+        limit["burst"] = info.limit.burst;
+        limit["remaining"] = std::max(0.0, std::floor((tau - backlog) / interval));
+        limit["next_allowed_in_seconds"] = std::max(0.0, backlog + interval - tau) / 1e9;
+        limit["full_in_seconds"] = backlog / 1e9;
+        limit["last_seen_seconds_ago"] =
+            entry->last_seen ? static_cast<double>(now - entry->last_seen) / 1e9 : 0.0;
+        limits.push_back(std::move(limit));
+      }
+    }
+    out["limits"] = std::move(limits);
+    auto to_json = [](const DecisionLog::Entry& decision) {
+      return nlohmann::json{{"ts", decision.ts},
+                            {"request_id", decision.request_id},
+                            {"method", decision.method},
+                            {"target", decision.target},
+                            {"status", decision.status},
+                            {"class", decision.traffic_class},
+                            {"rule", decision.rule},
+                            {"action", decision.action},
+                            {"enforced", decision.enforced}};
+    };
+    // The newest 20 decisions, and separately the newest 20 refusals, which a burst of allowed
+    // requests would otherwise push out of view.
+    nlohmann::json recent = nlohmann::json::array();
+    nlohmann::json refusals = nlohmann::json::array();
+    for (const auto& decision : decisions) {
+      if (recent.size() < 20) recent.push_back(to_json(decision));
+      std::string_view action = decision.action;
+      bool refused = action == "deny" || action == "throttled" || action == "tarpit" ||
+                     action == "error";
+      if (refused && decision.enforced && refusals.size() < 20) {
+        refusals.push_back(to_json(decision));
+      }
+    }
+    out["recent_decisions"] = std::move(recent);
+    out["recent_refusals"] = std::move(refusals);
+    return out;
   }
 
   void reply(http::status status, std::string body,

@@ -347,6 +347,10 @@ void Server::set_metrics(std::shared_ptr<metrics::Metrics> metrics) {
 
 metrics::Metrics* Server::metrics() const { return impl_->metrics.get(); }
 
+void Server::set_throttle_state(std::shared_ptr<ThrottleState> state) {
+  impl_->throttle = std::move(state);
+}
+
 AccessLog& Server::access_log() { return impl_->access_log; }
 
 const ServerStats& Server::stats() const { return impl_->stats; }

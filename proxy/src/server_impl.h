@@ -16,6 +16,7 @@
 
 #include "crawlgate/proxy/server.h"
 #include "crawlgate/proxy/throttle_stage.h"
+#include "decision_log.h"
 #include "redis_limiter.h"
 #include "upstream_pool.h"
 
@@ -51,6 +52,7 @@ struct Worker {
   net::io_context ioc{1};
   UpstreamPool pool{ioc};
   std::unique_ptr<RedisSharedLimiter> redis;  // with `redis:` configured
+  DecisionLog decisions;
   std::optional<net::executor_work_guard<net::io_context::executor_type>> guard;
   std::thread thread;
 };
@@ -100,6 +102,7 @@ struct Server::Impl {
   AccessLog access_log;
   std::function<std::string(bool&)> reload_handler;
   std::shared_ptr<metrics::Metrics> metrics;
+  std::shared_ptr<ThrottleState> throttle;  // for /clients/<ip>; null without limits
   std::mutex handler_mutex;  // guards the two handlers above against set-while-running
 
   std::mutex grace_mutex;

@@ -801,6 +801,11 @@ class Session : public std::enable_shared_from_this<Session> {
         std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - start_steady_)
             .count();
     if (server_.metrics) record_metrics(duration_ms / 1000);
+    worker_.decisions.record(
+        view_.client_ip, std::chrono::duration<double>(start_time_.time_since_epoch()).count(),
+        status_, context_.enforced, context_.request_id, context_.traffic_class, context_.rule,
+        context_.action.empty() ? std::string_view("allow") : std::string_view(context_.action),
+        head_.method, head_.target);
     if (!server_.access_log.enabled()) return;
     AccessLogEntry entry;
     entry.start = start_time_;

@@ -47,6 +47,16 @@ std::uint16_t ThrottleState::limit_id(const std::string& name) {
   return it->second;
 }
 
+void ThrottleState::describe_limit(std::uint16_t id, LimitInfo info) {
+  std::lock_guard lock(mutex_);
+  limit_info_[id] = std::move(info);
+}
+
+std::map<std::uint16_t, ThrottleState::LimitInfo> ThrottleState::limits() const {
+  std::lock_guard lock(mutex_);
+  return limit_info_;
+}
+
 std::shared_ptr<void> ThrottleState::try_hold(std::size_t max_held) {
   std::size_t held = held_.load(std::memory_order_relaxed);
   do {
@@ -103,6 +113,9 @@ std::shared_ptr<ThrottleStage> ThrottleStage::create(const Config& config, const
                        cls->limit->where.file != rule.limit->where.file;
       limits.policy = own_limit ? rule.name : rule.class_name;
       limits.limit_id = stage->state_->limit_id((own_limit ? "rule:" : "class:") + limits.policy);
+      stage->state_->describe_limit(limits.limit_id,
+                                    {limits.policy, *limits.per_client, limits.ipv4_prefix,
+                                     limits.ipv6_prefix});
     } else {
       limits.policy = rule.class_name.empty() ? rule.name : rule.class_name;
     }

@@ -1,6 +1,7 @@
 // Throttling through the running binary: per-client and class-wide limits, tarpit, the client
 // table's cap, and shared limits in a real redis-server.
 #include <future>
+#include <nlohmann/json.hpp>
 
 #include "process.h"
 
@@ -85,7 +86,7 @@ TEST(Throttle, DefaultConfigThrottlesAnAssistantAfterItsBurstAndNotABrowser) {
   ASSERT_TRUE(wait_until_ready(instance.admin)) << proxy.err();
   RawClient bot(instance.port);
   int allowed = 0, refused = 0;
-  std::optional<Response> first_refusal;
+  std::optional<Response> first_refusal, last_refusal;
   for (int i = 0; i < 50; ++i) {
     bot.send(agent_request("/wiki/Page" + std::to_string(i), kChatGptUser));
     auto response = bot.read_response();
@@ -95,6 +96,7 @@ TEST(Throttle, DefaultConfigThrottlesAnAssistantAfterItsBurstAndNotABrowser) {
     } else {
       EXPECT_EQ(response->status, 429);
       if (!first_refusal) first_refusal = response;
+      last_refusal = response;
       ++refused;
     }
   }
@@ -120,6 +122,31 @@ TEST(Throttle, DefaultConfigThrottlesAnAssistantAfterItsBurstAndNotABrowser) {
   EXPECT_NE(page.find("crawlgate_throttled_total{class=\"ai_assistant\"} " +
                       std::to_string(refused)),
             std::string::npos);
+
+  // "Why was I blocked?": the admin API shows the limit state and the refusal by request id.
+  auto client = request(instance.admin, "GET /clients/127.0.0.1 HTTP/1.1\r\nHost: a\r\n\r\n");
+  ASSERT_TRUE(client);
+  ASSERT_EQ(client->status, 200) << client->body;
+  auto json = nlohmann::json::parse(client->body);
+  EXPECT_EQ(json["ip"], "127.0.0.1");
+  EXPECT_EQ(json["recent_decisions"].size(), 20u);  // the newest: the browser's requests
+  ASSERT_EQ(json["limits"].size(), 1u) << client->body;
+  EXPECT_EQ(json["limits"][0]["limit"], "ai_assistant");
+  EXPECT_EQ(json["limits"][0]["key"], "127.0.0.1/32");
+  EXPECT_EQ(json["limits"][0]["burst"], 10);
+  bool found_refusal = false;
+  for (const auto& decision : json["recent_refusals"]) {
+    if (decision["request_id"] == last_refusal->header("X-Request-Id")) {
+      found_refusal = true;
+      EXPECT_EQ(decision["action"], "throttled");
+      EXPECT_EQ(decision["status"], 429);
+      EXPECT_EQ(decision["rule"], "ai-assistant-chatgpt-user");
+    }
+  }
+  EXPECT_TRUE(found_refusal) << client->body;
+  auto bad = request(instance.admin, "GET /clients/not-an-ip HTTP/1.1\r\nHost: a\r\n\r\n");
+  ASSERT_TRUE(bad);
+  EXPECT_EQ(bad->status, 400);
   ::kill(proxy.pid(), SIGTERM);
   EXPECT_EQ(proxy.wait(), 0);
 }

@@ -28,6 +28,8 @@ struct ServerStats {
   std::atomic<std::uint64_t> websocket_tunnels{0};
 };
 
+class ThrottleState;
+
 class Server {
  public:
   // `initial` supplies the listen address, threads and access-log settings for the whole run;
@@ -62,6 +64,8 @@ class Server {
   // pulled values (connections, upstream errors, access log) with it.
   void set_metrics(std::shared_ptr<metrics::Metrics> metrics);
   metrics::Metrics* metrics() const;
+  // The limits' client table, shown by GET /clients/<ip> on the admin listener.
+  void set_throttle_state(std::shared_ptr<ThrottleState> state);
 
   AccessLog& access_log();
   const ServerStats& stats() const;

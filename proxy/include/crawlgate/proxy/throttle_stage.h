@@ -48,6 +48,16 @@ class ThrottleState {
   SharedGcra& class_bucket(const std::string& class_name);
   std::uint16_t limit_id(const std::string& name);
 
+  // What each limit id counts, for the admin API: keyed by id, the latest config's view.
+  struct LimitInfo {
+    std::string name;
+    RateLimit limit;
+    unsigned ipv4_prefix = 32;
+    unsigned ipv6_prefix = 64;
+  };
+  void describe_limit(std::uint16_t id, LimitInfo info);
+  std::map<std::uint16_t, LimitInfo> limits() const;
+
   // A held answer's slot: released when the answer is written or its connection dropped.
   std::shared_ptr<void> try_hold(std::size_t max_held);
   std::size_t held() const { return held_.load(std::memory_order_relaxed); }
@@ -55,9 +65,10 @@ class ThrottleState {
  private:
   const Clock& clock_;
   ClientTable clients_;
-  std::mutex mutex_;
+  mutable std::mutex mutex_;
   std::map<std::string, std::unique_ptr<SharedGcra>> class_buckets_;
   std::map<std::string, std::uint16_t> limit_ids_;
+  std::map<std::uint16_t, LimitInfo> limit_info_;
   std::atomic<std::size_t> held_{0};
 };
 
