@@ -3,7 +3,10 @@
 #include <boost/asio/post.hpp>
 #include <csignal>
 #include <cstdio>
+#include <cstring>
 #include <stdexcept>
+
+#include "crawlgate/proxy/forwarding.h"
 
 #include "server_impl.h"
 
@@ -41,6 +44,63 @@ void ControlThread::submit(std::function<void()> job) {
   cv_.notify_one();
 }
 
+std::size_t AddressCounter::Hash::operator()(const IpAddress& address) const {
+  std::uint64_t a, b;
+  std::memcpy(&a, address.bytes().data(), 8);
+  std::memcpy(&b, address.bytes().data() + 8, 8);
+  return std::hash<std::uint64_t>{}(a * 0x9e3779b97f4a7c15ull ^ b);
+}
+
+bool AddressCounter::try_add(const IpAddress& address, std::size_t max) {
+  Shard& s = shard(address);
+  std::lock_guard lock(s.mutex);
+  std::uint32_t& count = s.counts[address];
+  if (count >= max) {
+    if (count == 0) s.counts.erase(address);
+    return false;
+  }
+  ++count;
+  return true;
+}
+
+void AddressCounter::remove(const IpAddress& address) {
+  Shard& s = shard(address);
+  std::lock_guard lock(s.mutex);
+  auto it = s.counts.find(address);
+  if (it == s.counts.end()) return;
+  if (--it->second == 0) s.counts.erase(it);
+}
+
+namespace {
+
+// Answers and closes a connection we will not serve. The socket buffer of a fresh connection
+// holds this easily: a non-blocking send never waits, and a client that cannot take it loses
+// nothing it was owed.
+void refuse_connection(tcp::socket& socket, std::string_view response) {
+  boost::system::error_code ignored;
+  socket.non_blocking(true, ignored);
+  socket.write_some(net::buffer(response.data(), response.size()), ignored);
+  socket.shutdown(tcp::socket::shutdown_both, ignored);
+  socket.close(ignored);
+}
+
+IpAddress peer_address(const tcp::socket& socket) {
+  boost::system::error_code ec;
+  auto endpoint = socket.remote_endpoint(ec);
+  if (ec) return IpAddress{};
+  auto address = endpoint.address();
+  if (address.is_v6() && address.to_v6().is_v4_mapped()) {
+    address = net::ip::make_address_v4(net::ip::v4_mapped, address.to_v6());
+  }
+  if (address.is_v4()) return IpAddress::v4(address.to_v4().to_uint());
+  auto raw = address.to_v6().to_bytes();
+  std::array<uint8_t, 16> bytes;
+  std::copy(raw.begin(), raw.end(), bytes.begin());
+  return IpAddress::v6(bytes);
+}
+
+}  // namespace
+
 Server::Impl::Impl(std::shared_ptr<const Snapshot> initial_snapshot)
     : initial(initial_snapshot),
       current(initial_snapshot),
@@ -61,25 +121,39 @@ void Server::Impl::do_accept() {
       return do_accept();
     }
     stats.connections_accepted.fetch_add(1, std::memory_order_relaxed);
-    auto limit = load_snapshot()->settings.limits.max_connections;
+    auto snapshot = load_snapshot();
+    const LimitSettings& limits = snapshot->settings.limits;
     if (static_cast<std::size_t>(stats.connections_open.load(std::memory_order_relaxed)) >=
-        limit) {
+        limits.max_connections) {
       stats.connections_rejected.fetch_add(1, std::memory_order_relaxed);
-      // The socket buffer of a fresh connection holds this easily: a non-blocking send never
-      // waits, and a client that cannot take it loses nothing it was owed.
-      static constexpr std::string_view kBusy =
-          "HTTP/1.1 503 Service Unavailable\r\nContent-Type: text/plain\r\nContent-Length: 38\r\n"
-          "Connection: close\r\nRetry-After: 1\r\n\r\ncrawlgate: too many open connections\r\n";
-      boost::system::error_code ignored;
-      socket.non_blocking(true, ignored);
-      socket.write_some(net::buffer(kBusy.data(), kBusy.size()), ignored);
-      socket.shutdown(tcp::socket::shutdown_both, ignored);
-      socket.close(ignored);
+      refuse_connection(socket,
+                        "HTTP/1.1 503 Service Unavailable\r\nContent-Type: text/plain\r\n"
+                        "Content-Length: 38\r\nConnection: close\r\nRetry-After: 1\r\n\r\n"
+                        "crawlgate: too many open connections\r\n");
       return do_accept();
     }
-    net::post(worker.ioc, [this, &worker, socket = std::move(socket)]() mutable {
-      if (draining.load()) return;
-      start_session(*this, worker, std::move(socket));
+    std::optional<IpAddress> counted;
+    if (limits.max_connections_per_address > 0) {
+      IpAddress peer = peer_address(socket);
+      // A trusted proxy carries many clients on its connections: it is not one address.
+      if (!is_trusted(peer, snapshot->settings.trusted_proxies)) {
+        if (!connections_by_address.try_add(peer, limits.max_connections_per_address)) {
+          stats.connections_rejected_per_address.fetch_add(1, std::memory_order_relaxed);
+          refuse_connection(socket,
+                            "HTTP/1.1 429 Too Many Requests\r\nContent-Type: text/plain\r\n"
+                            "Content-Length: 50\r\nConnection: close\r\nRetry-After: 1\r\n\r\n"
+                            "crawlgate: too many connections from this address\r\n");
+          return do_accept();
+        }
+        counted = peer;
+      }
+    }
+    net::post(worker.ioc, [this, &worker, socket = std::move(socket), counted]() mutable {
+      if (draining.load()) {
+        if (counted) connections_by_address.remove(*counted);
+        return;
+      }
+      start_session(*this, worker, std::move(socket), counted);
     });
     do_accept();
   });
@@ -330,8 +404,11 @@ void Server::set_metrics(std::shared_ptr<metrics::Metrics> metrics) {
   metrics->add_pulled("crawlgate_connections_total", "Client connections accepted",
                       MetricType::Counter, {{{}, read(stats.connections_accepted)}});
   metrics->add_pulled("crawlgate_connections_rejected_total",
-                      "Connections refused with 503 over limits.max_connections",
-                      MetricType::Counter, {{{}, read(stats.connections_rejected)}});
+                      "Connections refused: 503 over limits.max_connections (reason=total), "
+                      "429 over limits.max_connections_per_address (reason=per_address)",
+                      MetricType::Counter,
+                      {{{{"reason", "total"}}, read(stats.connections_rejected)},
+                       {{{"reason", "per_address"}}, read(stats.connections_rejected_per_address)}});
   metrics->add_pulled("crawlgate_upstream_errors_total", "Upstream failures by kind",
                       MetricType::Counter,
                       {{{{"kind", "connect"}}, read(stats.upstream_connect_errors)},

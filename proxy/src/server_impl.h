@@ -9,7 +9,9 @@
 #include <deque>
 #include <memory>
 #include <mutex>
+#include <array>
 #include <optional>
+#include <unordered_map>
 #include <thread>
 #include <unordered_set>
 #include <vector>
@@ -57,6 +59,26 @@ struct Worker {
   std::thread thread;
 };
 
+// Open connections per client address, for limits.max_connections_per_address. Touched twice
+// per connection (accept, close), from any I/O thread: sharded to keep the locks uncontended.
+class AddressCounter {
+ public:
+  // Counts the connection and returns true, or returns false (uncounted) when `max` is reached.
+  bool try_add(const IpAddress& address, std::size_t max);
+  void remove(const IpAddress& address);
+
+ private:
+  struct Hash {
+    std::size_t operator()(const IpAddress& address) const;
+  };
+  struct alignas(64) Shard {
+    std::mutex mutex;
+    std::unordered_map<IpAddress, std::uint32_t, Hash> counts;
+  };
+  Shard& shard(const IpAddress& address) { return shards_[Hash{}(address) % shards_.size()]; }
+  std::array<Shard, 16> shards_;
+};
+
 // Runs jobs that must stay off the I/O threads (config reloads) one at a time, in order.
 class ControlThread {
  public:
@@ -99,6 +121,7 @@ struct Server::Impl {
   std::atomic<bool> draining{false};
   std::atomic<bool> stopped{false};
   ServerStats stats;
+  AddressCounter connections_by_address;
   AccessLog access_log;
   std::function<std::string(bool&)> reload_handler;
   std::shared_ptr<metrics::Metrics> metrics;
@@ -112,7 +135,9 @@ struct Server::Impl {
 };
 
 // Starts a client session on `worker`'s thread.
-void start_session(Server::Impl& server, Worker& worker, tcp::socket socket);
+// `counted` is the address counted in connections_by_address, released when the session ends.
+void start_session(Server::Impl& server, Worker& worker, tcp::socket socket,
+                   std::optional<IpAddress> counted);
 // Closes an idle keep-alive session, or marks a busy one to close after its response.
 void drain_session(Session* session);
 // Starts an admin-listener session (/healthz, /readyz, /metrics, POST /-/reload).

@@ -85,8 +85,9 @@ std::vector<std::string_view> connection_tokens(const http::fields& fields) {
 
 class Session : public std::enable_shared_from_this<Session> {
  public:
-  Session(Server::Impl& server, Worker& worker, tcp::socket socket)
-      : server_(server), worker_(worker), client_(std::move(socket)) {
+  Session(Server::Impl& server, Worker& worker, tcp::socket socket,
+          std::optional<IpAddress> counted)
+      : server_(server), worker_(worker), client_(std::move(socket)), counted_(counted) {
     error_code ec;
     auto endpoint = client_.socket().remote_endpoint(ec);
     if (!ec) peer_ = to_ip(endpoint.address());
@@ -96,6 +97,7 @@ class Session : public std::enable_shared_from_this<Session> {
   }
 
   ~Session() {
+    if (counted_) server_.connections_by_address.remove(*counted_);
     worker_.sessions.erase(this);
     server_.stats.connections_open.fetch_sub(1, std::memory_order_relaxed);
     server_.on_session_closed();
@@ -479,6 +481,8 @@ class Session : public std::enable_shared_from_this<Session> {
       return respond_error(400, "The request could not be framed.", true);
     }
     relay_buffer_ = std::make_unique<char[]>(kRelayBufferSize);
+    body_started_ = std::chrono::steady_clock::now();
+    body_received_ = 0;
     // Beast reads only into the buffer's free capacity (512 bytes at the least): give it room,
     // or a large body moves in 512-byte steps.
     buffer_.reserve(kRelayBufferSize);
@@ -525,7 +529,24 @@ class Session : public std::enable_shared_from_this<Session> {
       }
       return abort_both();
     }
-    write_request_body(kRelayBufferSize - request_parser_->get().body().size);
+    std::size_t n = kRelayBufferSize - request_parser_->get().body().size;
+    body_received_ += n;
+    if (too_slow_body()) {
+      close_upstream();
+      return respond_error(408, "The request body arrived too slowly.", true);
+    }
+    write_request_body(n);
+  }
+
+  // Slow POST: a body trickled in just under the per-read timeout would hold a connection and an
+  // upstream connection for ever. Past timeouts.body_read, it must average min_body_rate.
+  bool too_slow_body() const {
+    std::uint64_t min_rate = settings().limits.min_body_rate;
+    if (min_rate == 0 || request_parser_->is_done()) return false;
+    auto elapsed = std::chrono::steady_clock::now() - body_started_;
+    if (elapsed < settings().timeouts.body_read) return false;
+    double seconds = std::chrono::duration<double>(elapsed).count();
+    return static_cast<double>(body_received_) / seconds < static_cast<double>(min_rate);
   }
 
   void write_request_body(std::size_t n) {
@@ -908,6 +929,7 @@ class Session : public std::enable_shared_from_this<Session> {
   Server::Impl& server_;
   Worker& worker_;
   beast::tcp_stream client_;
+  std::optional<IpAddress> counted_;
   beast::flat_buffer buffer_;
   IpAddress peer_;
   bool first_request_ = true;
@@ -947,6 +969,8 @@ class Session : public std::enable_shared_from_this<Session> {
   bool upstream_keep_alive_ = false;
   bool request_body_started_ = false;
   bool upstream_answered_early_ = false;
+  std::chrono::steady_clock::time_point body_started_;
+  std::uint64_t body_received_ = 0;
   bool response_has_body_ = false;
   std::string rebuilt_target_;
   beast::flat_buffer upstream_buffer_;
@@ -959,8 +983,9 @@ class Session : public std::enable_shared_from_this<Session> {
   std::optional<http::response_serializer<http::buffer_body>> client_serializer_;
 };
 
-void start_session(Server::Impl& server, Worker& worker, tcp::socket socket) {
-  std::make_shared<Session>(server, worker, std::move(socket))->start();
+void start_session(Server::Impl& server, Worker& worker, tcp::socket socket,
+                   std::optional<IpAddress> counted) {
+  std::make_shared<Session>(server, worker, std::move(socket), counted)->start();
 }
 
 void drain_session(Session* session) { session->drain(); }

@@ -813,10 +813,14 @@ class Loader {
         get_uint(entry.second, what, 1, 10'000'000, limits.max_connections);
       } else if (key == "max_response_header_bytes") {
         get_size(entry.second, what, 1024, limits.max_response_header_bytes);
+      } else if (key == "max_connections_per_address") {
+        get_uint(entry.second, what, 0, 10'000'000, limits.max_connections_per_address);
+      } else if (key == "min_body_rate") {
+        get_size(entry.second, what, 0, limits.min_body_rate);
       } else {
         unknown_key(entry.first, "limits",
                     "max_header_bytes, max_body_bytes, max_connections, "
-                    "max_response_header_bytes");
+                    "max_connections_per_address, min_body_rate, max_response_header_bytes");
       }
     }
   }

@@ -196,7 +196,9 @@ TEST(Binary, Sigusr1ReopensTheAccessLog) {
     ASSERT_TRUE(request(port, get_request("/after-rotation")));
     std::this_thread::sleep_for(std::chrono::milliseconds(10));
   }
+  // The reopen created the file; a request logged after it lands there (bounded wait).
   for (int i = 0; i < 300 && read_file(log_path).find("after-rotation") == std::string::npos; ++i) {
+    ASSERT_TRUE(request(port, get_request("/after-rotation")));
     std::this_thread::sleep_for(std::chrono::milliseconds(10));
   }
   EXPECT_NE(read_file(log_path + ".1").find("\"GET /before-rotation HTTP/1.1\" 200"),

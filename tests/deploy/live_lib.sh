@@ -1,3 +1,4 @@
+# shellcheck shell=bash
 # Helpers for the live deploy tests (promtool_live_metrics_test.sh, dashboard_live_test.sh):
 # a temp dir, background processes killed by pid on any exit, free loopback ports, readiness
 # waits and small HTTP helpers. Source it after `set -euo pipefail`; then call live_init.
@@ -8,7 +9,6 @@ LIVE_HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 LIVE_PIDS=()
 LIVE_NAMES=()
 LIVE_TMP=""
-LIVE_OK=0
 
 fail() {
   echo "FAIL: $*" >&2
@@ -99,6 +99,7 @@ start_backend() {
     sleep 0.05
   done
   [[ -s "$portfile" ]] || fail "backend $name did not start in 5 s"
+  # shellcheck disable=SC2034 # for the sourcing script
   BACKEND_PORT="$(cat "$portfile")"
 }
 
@@ -142,6 +143,7 @@ expect_code() {
 # raw_status PORT BYTES: sends BYTES (printf format) on a fresh connection, prints the status
 # code of the answer (empty when none in 5 s).
 raw_status() {
+  # shellcheck disable=SC2016 # expanded by the inner bash
   timeout 5 bash -c 'exec 3<>"/dev/tcp/127.0.0.1/$1" || exit 1
                      printf "$2" >&3
                      IFS= read -r line <&3 && echo "$line"' _ "$1" "$2" 2>/dev/null |

@@ -532,6 +532,102 @@ TEST_F(ProxyTest, MaxConnectionsAnswers503) {
   EXPECT_EQ(proxy_->server().stats().connections_rejected.load(), 1u);
 }
 
+TEST_F(ProxyTest, PerAddressConnectionCapAnswers429AndExemptsTrustedProxies) {
+  auto settings = test_settings();
+  settings.limits.max_connections_per_address = 3;
+  settings.threads = 1;
+  start(settings);
+  std::vector<std::unique_ptr<RawClient>> open;
+  for (int i = 0; i < 3; ++i) {
+    open.push_back(std::make_unique<RawClient>(port()));
+    open.back()->send(get_request("/held"));
+    ASSERT_TRUE(open.back()->read_response());
+  }
+  RawClient fourth(port());
+  auto refused = fourth.read_response();
+  ASSERT_TRUE(refused);
+  EXPECT_EQ(refused->status, 429);
+  EXPECT_EQ(refused->header("Retry-After"), "1");
+  // A closed connection frees its slot.
+  open.pop_back();
+  std::optional<Response> again;
+  for (int attempt = 0; attempt < 200; ++attempt) {
+    again = request(port(), get_request("/again"));
+    if (again && again->status == 200) break;
+    std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  }
+  ASSERT_TRUE(again);
+  EXPECT_EQ(again->status, 200);
+  proxy_.reset();
+
+  settings.trusted_proxies = {*Cidr::parse("127.0.0.0/8")};
+  start(settings);
+  std::vector<std::unique_ptr<RawClient>> from_proxy;
+  for (int i = 0; i < 6; ++i) {
+    from_proxy.push_back(std::make_unique<RawClient>(port()));
+    from_proxy.back()->send(get_request("/lb"));
+    auto response = from_proxy.back()->read_response();
+    ASSERT_TRUE(response);
+    EXPECT_EQ(response->status, 200) << "connection " << i;
+  }
+}
+
+TEST_F(ProxyTest, SlowRequestBodyIsCutOffWith408) {
+  auto settings = test_settings();
+  settings.timeouts.body_read = std::chrono::milliseconds(300);
+  settings.limits.min_body_rate = 1000;
+  start(settings);
+  RawClient client(port());
+  client.send("POST /sink HTTP/1.1\r\nHost: a\r\nContent-Length: 100000\r\n\r\n");
+  std::optional<Response> response;
+  std::thread trickle([&] {
+    // 10 bytes every 50 ms: 200 B/s, each read well inside the per-read timeout. Bounded.
+    for (int i = 0; i < 40; ++i) {
+      beast::error_code ec;
+      net::write(client.socket(), net::buffer(std::string(10, 'x')), ec);
+      if (ec) return;
+      std::this_thread::sleep_for(std::chrono::milliseconds(50));
+    }
+  });
+  response = client.read_response();
+  trickle.join();
+  ASSERT_TRUE(response);
+  EXPECT_EQ(response->status, 408);
+  EXPECT_NE(response->body.find("too slowly"), std::string::npos);
+}
+
+TEST_F(ProxyTest, SlowlorisConnectionsDoNotStopNormalRequests) {
+  auto settings = test_settings();
+  settings.limits.max_connections_per_address = 0;  // all of this test comes from 127.0.0.1
+  settings.timeouts.header_read = std::chrono::seconds(20);
+  start(settings);
+  std::vector<std::unique_ptr<RawClient>> slow;
+  for (int i = 0; i < 300; ++i) {
+    slow.push_back(std::make_unique<RawClient>(port()));
+    slow.back()->send("GET /slow HTTP/1.1\r\nHost: a\r\n");
+  }
+  std::atomic<bool> stop{false};
+  std::thread trickler([&] {
+    // One more header byte per connection every 100 ms, never finishing (bounded: 10 s).
+    for (int round = 0; round < 100 && !stop; ++round) {
+      for (auto& client : slow) {
+        beast::error_code ec;
+        net::write(client->socket(), net::buffer("X", 1), ec);
+      }
+      std::this_thread::sleep_for(std::chrono::milliseconds(100));
+    }
+  });
+  int served = 0;
+  for (int i = 0; i < 100; ++i) {
+    auto response = request(port(), get_request("/normal" + std::to_string(i)));
+    if (response && response->status == 200) ++served;
+  }
+  stop = true;
+  trickler.join();
+  EXPECT_EQ(served, 100);
+  EXPECT_EQ(backend_.requests(), 100);  // none of the slow heads reached the backend
+}
+
 TEST_F(ProxyTest, GracefulShutdownFinishesTheRequestInFlight) {
   start();
   auto in_flight = std::async(std::launch::async, [&] {

@@ -16,6 +16,7 @@ namespace crawlgate::proxy {
 struct ServerStats {
   std::atomic<std::uint64_t> connections_accepted{0};
   std::atomic<std::uint64_t> connections_rejected{0};  // over max_connections
+  std::atomic<std::uint64_t> connections_rejected_per_address{0};  // over the per-address cap
   std::atomic<std::int64_t> connections_open{0};
   std::atomic<std::uint64_t> requests{0};
   std::atomic<std::uint64_t> local_responses{0};

@@ -39,6 +39,11 @@ struct LimitSettings {
   std::uint64_t max_body_bytes = 100ull * 1024 * 1024;  // request body -> 413; 0 = unlimited
   std::size_t max_connections = 10'000;               // concurrent client connections
   std::size_t max_response_header_bytes = 64 * 1024;  // from the upstream -> 502
+  // Concurrent connections from one address (trusted proxies exempt) -> 429 and close; 0 = off.
+  std::size_t max_connections_per_address = 256;
+  // Slow POST: once a body has been arriving for timeouts.body_read, it must average at least
+  // this many bytes per second -> 408 and close; 0 = off.
+  std::uint64_t min_body_rate = 512;
 };
 
 struct TimeoutSettings {

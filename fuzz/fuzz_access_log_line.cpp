@@ -1,0 +1,120 @@
+// libFuzzer target: the JSON-lines access-log reader that replay needs (access_log_line.h — a
+// local helper, no C++ reader exists in the tree yet), two ways:
+//  1. the input as a log line: the reader must never crash, and what it accepts must survive
+//     re-serialisation through the real writer (proxy format_jsonl) unchanged;
+//  2. the input as request fields: the real writer (format_jsonl, append_json_string) must emit
+//     one valid JSON line ending in "\n" with no raw control byte, and the reader must give the
+//     exact bytes back (method, target, header names and values; cookie/authorization values
+//     redacted) and the address, also when anonymised.
+#include <cstdio>
+#include <cstdlib>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "access_log_line.h"
+#include "crawlgate/proxy/access_log.h"
+
+using namespace crawlgate;
+
+namespace {
+
+[[noreturn]] void fail(const char* what, std::string_view line) {
+  std::fprintf(stderr, "fuzz_access_log_line invariant broken: %s\nline: %.*s\n", what,
+               static_cast<int>(line.size()), line.data());
+  std::abort();
+}
+#define CHECK(cond, line) \
+  do {                    \
+    if (!(cond)) fail(#cond, line); \
+  } while (0)
+
+bool redacted(std::string_view name) {
+  return iequals(name, "cookie") || iequals(name, "authorization") ||
+         iequals(name, "proxy-authorization");
+}
+
+void check_written(const proxy::AccessLogEntry& entry, bool anonymize) {
+  std::string line = proxy::format_jsonl(entry, /*with_headers=*/true, anonymize);
+  CHECK(!line.empty() && line.back() == '\n', line);
+  for (std::size_t i = 0; i + 1 < line.size(); ++i) {
+    auto c = static_cast<unsigned char>(line[i]);
+    CHECK(c >= 0x20 && c < 0x7f, line);  // one line, pure ASCII
+  }
+  fuzz::LogRecord record;
+  std::string error;
+  if (!fuzz::parse_access_log_line(line, record, error)) fail(("reader refused: " + error).c_str(), line);
+  CHECK(record.method == entry.method, line);
+  CHECK(record.target == entry.target, line);
+  CHECK(record.version == entry.version, line);
+  CHECK(record.headers.size() == entry.headers.size(), line);
+  for (std::size_t i = 0; i < record.headers.size(); ++i) {
+    CHECK(record.headers[i].first == entry.headers[i].name, line);
+    if (redacted(entry.headers[i].name)) {
+      CHECK(record.headers[i].second == "[redacted]", line);
+    } else {
+      CHECK(record.headers[i].second == entry.headers[i].value, line);
+    }
+  }
+  IpAddress expected = anonymize ? entry.client.masked(entry.client.is_v4() ? 24 : 48) : entry.client;
+  CHECK(record.address == expected, line);
+  CHECK(record.ip == expected.to_string(), line);
+}
+
+}  // namespace
+
+extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
+  if (size > 64 * 1024) return 0;
+  const std::string text(reinterpret_cast<const char*>(data), size);
+
+  // 1. The input as a line of the log.
+  fuzz::LogRecord record;
+  std::string error;
+  if (fuzz::parse_access_log_line(text, record, error)) {
+    std::vector<HeaderField> fields;
+    for (const auto& [name, value] : record.headers) fields.push_back({name, value});
+    proxy::AccessLogEntry entry;
+    entry.client = entry.peer = record.address;
+    entry.method = record.method;
+    entry.target = record.target;
+    entry.version = record.version;
+    entry.headers = fields;
+    check_written(entry, false);
+  } else {
+    CHECK(!error.empty(), text);
+  }
+
+  // 2. The input as request fields: byte 0 picks the address family and anonymisation, the next
+  // 16 bytes the address, then NUL-separated method, target, and name/value pairs.
+  if (size < 17) return 0;
+  proxy::AccessLogEntry entry;
+  std::array<uint8_t, 16> bytes{};
+  std::copy(data + 1, data + 17, bytes.begin());
+  if (data[0] & 1) {
+    entry.client = IpAddress::v6(bytes);
+  } else {
+    entry.client = IpAddress::v4(uint32_t{bytes[0]} << 24 | uint32_t{bytes[1]} << 16 |
+                                 uint32_t{bytes[2]} << 8 | bytes[3]);
+  }
+  // The writer's address must read back as the same address.
+  auto reparsed = IpAddress::parse(entry.client.to_string());
+  CHECK(reparsed && *reparsed == entry.client, entry.client.to_string());
+  entry.peer = entry.client;
+  entry.version = (data[0] & 4) ? 10 : 11;
+  std::vector<std::string_view> parts;
+  std::string_view rest(text);
+  rest.remove_prefix(17);
+  while (true) {
+    std::size_t nul = rest.find('\0');
+    parts.push_back(rest.substr(0, nul));
+    if (nul == std::string_view::npos) break;
+    rest.remove_prefix(nul + 1);
+  }
+  entry.method = parts[0];
+  entry.target = parts.size() > 1 ? parts[1] : std::string_view("/");
+  std::vector<HeaderField> fields;
+  for (std::size_t i = 2; i + 1 < parts.size(); i += 2) fields.push_back({parts[i], parts[i + 1]});
+  entry.headers = fields;
+  check_written(entry, (data[0] & 2) != 0);
+  return 0;
+}
