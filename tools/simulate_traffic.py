@@ -270,19 +270,24 @@ class Browser:
                       "image": "image/webp,image/avif,image/jxl,image/heic,image/heic-sequence,"
                                "video/*;q=0.8,image/png,image/svg+xml,image/*;q=0.8,*/*;q=0.5",
                       "fetch": "*/*"}[kind]
-            h.append(("Host", HOST))
+            # WebKit's order: Accept first, User-Agent late, Accept-Language before Accept-Encoding
+            h += [("Host", HOST), ("Accept", accept)]
+            if not self.old_safari:
+                h.append(("Sec-Fetch-Site", site_rel if kind == "document" else "same-origin"))
+            if cookie:
+                h.append(("Cookie", cookie))
+                cookie = None
             if not self.old_safari:
                 h.append(("Sec-Fetch-Dest", "empty" if kind == "fetch" else kind))
-            h += [("User-Agent", ua), ("Accept", accept)]
+            h.append(("Accept-Language", self.lang.split(",")[0] if self.mobile else self.lang))
             if not self.old_safari:
-                h += [("Sec-Fetch-Site", site_rel if kind == "document" else "same-origin"),
-                      ("Sec-Fetch-Mode", "navigate" if kind == "document"
-                       else ("cors" if kind == "fetch" else "no-cors"))]
+                h.append(("Sec-Fetch-Mode", "navigate" if kind == "document"
+                          else ("cors" if kind == "fetch" else "no-cors")))
+            h.append(("User-Agent", ua))
             if referer:
                 h.append(("Referer", referer))
-            h += [("Accept-Language", self.lang.split(",")[0] if self.mobile else self.lang),
-                  ("Priority", "u=0, i" if kind == "document" else "u=2"),
-                  ("Accept-Encoding", "gzip, deflate, br"), ("Connection", "keep-alive")]
+            h += [("Accept-Encoding", "gzip, deflate, br"), ("Connection", "keep-alive"),
+                  ("Priority", "u=0, i" if kind == "document" else "u=2")]
         if conditional:
             h.append(("If-None-Match", conditional))
         if cookie:
@@ -733,7 +738,7 @@ class Sim:
             else:
                 ua = self.pick_ua(r, "ai-crawler")
             ips = [self.addr.datacenter() for _ in range(int(r.integers(1, 6)))]
-            rate = float(r.lognormal(math.log(0.5), 1.0))
+            rate = float(min(3.0, r.lognormal(math.log(0.4), 0.9)))
             t, end = self.crawl_window(r)
             h = [("Host", HOST), ("User-Agent", ua), ("Accept", "*/*"),
                  ("Accept-Encoding", "gzip, br")]
@@ -928,16 +933,16 @@ def parse_args(argv=None):
     p.add_argument("--out", required=True)
     p.add_argument("--articles", type=int, default=20000, help="size of the wiki's URL space")
     g = p.add_argument_group("population (per hour unless noted)")
-    g.add_argument("--humans", type=float, default=400, help="human visitors per hour")
+    g.add_argument("--humans", type=float, default=1500, help="human visitors per hour")
     g.add_argument("--nat-fraction", type=float, default=0.25,
                    help="share of humans behind shared NAT/CGNAT addresses")
     g.add_argument("--human-think", type=float, default=25.0, help="median think time, seconds")
     g.add_argument("--human-no-asset-fraction", type=float, default=0.01,
                    help="humans whose browser loads no subresources (text browsers, reader apps)")
-    g.add_argument("--stealth-naive", type=float, default=3)
+    g.add_argument("--stealth-naive", type=float, default=4)
     g.add_argument("--stealth-rotating", type=float, default=2)
-    g.add_argument("--stealth-careful", type=float, default=4)
-    g.add_argument("--stealth-very-careful", type=float, default=3)
+    g.add_argument("--stealth-careful", type=float, default=8)
+    g.add_argument("--stealth-very-careful", type=float, default=6)
     g.add_argument("--declared-ai", type=float, default=8)
     g.add_argument("--search-bots", type=float, default=4)
     g.add_argument("--feed-readers", type=float, default=6)

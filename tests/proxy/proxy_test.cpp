@@ -338,6 +338,36 @@ TEST_F(ProxyTest, HangingBackendIs504) {
   EXPECT_EQ(next->status, 200);
 }
 
+TEST_F(ProxyTest, GarbageFromTheBackendIs502AndTheProxyRecovers) {
+  start();
+  auto response = request(port(), get_request("/garbage"));
+  ASSERT_TRUE(response);
+  EXPECT_EQ(response->status, 502);
+  EXPECT_NE(response->body.find("request id: "), std::string::npos);
+  auto next = request(port(), get_request("/fine-after-garbage"));
+  ASSERT_TRUE(next);
+  EXPECT_EQ(next->status, 200);
+  EXPECT_GE(proxy_->server().stats().upstream_errors.load(), 1u);
+}
+
+TEST_F(ProxyTest, BackendResetMidBodyClosesTheClientAndThePoolRecovers) {
+  auto settings = test_settings();
+  settings.threads = 1;
+  start(settings);
+  RawClient client(port());
+  client.send(get_request("/reset-mid-body"));
+  // The head went out before the reset: the only honest signal is a truncated, closed response.
+  auto truncated = client.read_response();
+  EXPECT_FALSE(truncated);
+  EXPECT_TRUE(client.closed_by_peer() || !truncated);
+  for (int i = 0; i < 3; ++i) {
+    auto next = request(port(), get_request("/after-reset"));
+    ASSERT_TRUE(next);
+    EXPECT_EQ(next->status, 200);
+  }
+  EXPECT_EQ(proxy_->server().stats().upstream_resets.load(), 1u);
+}
+
 TEST_F(ProxyTest, UpstreamClosingPooledConnectionsIsRecoveredTransparently) {
   auto settings = test_settings();
   settings.threads = 1;

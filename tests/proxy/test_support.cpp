@@ -226,6 +226,18 @@ void TestBackend::serve(std::shared_ptr<tcp::socket> socket) {
       res.keep_alive(req.keep_alive());
       http::write(*socket, res, ec);
       keep = !ec && req.keep_alive();
+    } else if (target.starts_with("/garbage")) {
+      net::write(*socket, net::buffer(std::string_view("SMTP ready, not HTTP\r\n\r\n")), ec);
+      socket->shutdown(tcp::socket::shutdown_both, ec);
+      return;
+    } else if (target.starts_with("/reset-mid-body")) {
+      // Promise 100,000 bytes, send 1,000, then reset the connection (RST, not FIN).
+      std::string head = "HTTP/1.1 200 OK\r\nContent-Length: 100000\r\n\r\n";
+      net::write(*socket, net::buffer(head), ec);
+      net::write(*socket, net::buffer(std::string(1000, 'r')), ec);
+      socket->set_option(net::socket_base::linger(true, 0), ec);
+      socket->close(ec);
+      return;
     } else if (target.starts_with("/silent-close")) {
       // Answers as if the connection stays open, then drops it: a pooled connection gone stale.
       respond(http::status::ok, "silent");

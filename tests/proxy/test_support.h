@@ -45,6 +45,8 @@ bool matches_pattern(const char* data, std::uint64_t offset, std::size_t n);
 //   /status?code=C   answers C (304/204 without body) with ETag
 //   /early413    answers 413 without reading the body and closes
 //   /silent-close?ms=M  answers with keep-alive, then closes the connection M ms later
+//   /garbage     answers bytes that are not HTTP, then closes
+//   /reset-mid-body  promises 100,000 bytes, sends 1,000, then resets the connection
 //   /ws          WebSocket echo
 //   anything else: 200 "ok <target>"
 class TestBackend {
