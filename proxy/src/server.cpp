@@ -87,19 +87,22 @@ void refuse_connection(tcp::socket& socket, std::string_view response) {
 IpAddress peer_address(const tcp::socket& socket) {
   boost::system::error_code ec;
   auto endpoint = socket.remote_endpoint(ec);
-  if (ec) return IpAddress{};
-  auto address = endpoint.address();
-  if (address.is_v6() && address.to_v6().is_v4_mapped()) {
-    address = net::ip::make_address_v4(net::ip::v4_mapped, address.to_v6());
-  }
+  return ec ? IpAddress{} : to_ip_address(endpoint.address());
+}
+
+}  // namespace
+
+IpAddress to_ip_address(const net::ip::address& address) {
   if (address.is_v4()) return IpAddress::v4(address.to_v4().to_uint());
-  auto raw = address.to_v6().to_bytes();
+  net::ip::address_v6 v6 = address.to_v6();
+  if (v6.is_v4_mapped()) {
+    return IpAddress::v4(net::ip::make_address_v4(net::ip::v4_mapped, v6).to_uint());
+  }
+  auto raw = v6.to_bytes();
   std::array<uint8_t, 16> bytes;
   std::copy(raw.begin(), raw.end(), bytes.begin());
   return IpAddress::v6(bytes);
 }
-
-}  // namespace
 
 Server::Impl::Impl(std::shared_ptr<const Snapshot> initial_snapshot)
     : initial(initial_snapshot),

@@ -134,6 +134,9 @@ struct Server::Impl {
   std::unique_ptr<ControlThread> control;
 };
 
+// An Asio address as crawlgate's IpAddress (IPv4-mapped IPv6 peers become IPv4).
+IpAddress to_ip_address(const net::ip::address& address);
+
 // Starts a client session on `worker`'s thread.
 // `counted` is the address counted in connections_by_address, released when the session ends.
 void start_session(Server::Impl& server, Worker& worker, tcp::socket socket,

@@ -29,18 +29,6 @@ constexpr std::size_t kRelayBufferSize = 64 * 1024;
 // every length: body_limit(boost::none) rejects every Content-Length body. Use the largest value.
 constexpr std::uint64_t kNoBodyLimit = std::numeric_limits<std::uint64_t>::max();
 
-IpAddress to_ip(const net::ip::address& address) {
-  if (address.is_v4()) return IpAddress::v4(address.to_v4().to_uint());
-  net::ip::address_v6 v6 = address.to_v6();
-  if (v6.is_v4_mapped()) {
-    return IpAddress::v4(net::ip::make_address_v4(net::ip::v4_mapped, v6).to_uint());
-  }
-  std::array<uint8_t, 16> bytes;
-  auto raw = v6.to_bytes();
-  std::copy(raw.begin(), raw.end(), bytes.begin());
-  return IpAddress::v6(bytes);
-}
-
 // RFC 9110 §7.6.1: connection-specific fields a proxy must not forward.
 bool is_hop_by_hop(std::string_view name) {
   return iequals(name, "connection") || iequals(name, "keep-alive") ||
@@ -90,7 +78,7 @@ class Session : public std::enable_shared_from_this<Session> {
       : server_(server), worker_(worker), client_(std::move(socket)), counted_(counted) {
     error_code ec;
     auto endpoint = client_.socket().remote_endpoint(ec);
-    if (!ec) peer_ = to_ip(endpoint.address());
+    if (!ec) peer_ = to_ip_address(endpoint.address());
     client_.socket().set_option(tcp::no_delay(true), ec);
     worker_.sessions.insert(this);
     server_.stats.connections_open.fetch_add(1, std::memory_order_relaxed);
