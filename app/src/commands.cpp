@@ -4,6 +4,7 @@
 #include <cstdio>
 #include <iostream>
 
+#include "crawlgate/classifier/model.h"
 #include "crawlgate/proxy/server.h"
 
 #ifndef CRAWLGATE_VERSION
@@ -118,7 +119,10 @@ struct ExplainOptions {
 };
 
 int explain_command(const ExplainOptions& options) {
-  BuildResult built = build_from_config(options.config_path, Overrides{}, 1);
+  // The same stages as the proxy, limits and behaviour included, over a fresh client state: the
+  // request is explained as a client's first.
+  std::shared_ptr<proxy::ThrottleState> state;
+  BuildResult built = build_from_config(options.config_path, Overrides{}, 1, nullptr, &state);
   if (!built.snapshot) {
     for (const std::string& error : built.errors) std::fprintf(stderr, "%s\n", error.c_str());
     return 1;
@@ -202,6 +206,9 @@ int explain_command(const ExplainOptions& options) {
   if (!context.shadow_rule.empty()) {
     std::printf("shadow rule also matched: %s\n", context.shadow_rule.c_str());
   }
+  if (context.score >= 0) {
+    std::printf("behaviour score: %.4f (as this client's first request)\n", context.score);
+  }
   return 0;
 }
 
@@ -245,6 +252,19 @@ CompiledConfig compile_configuration(const std::string& path) {
   CompileResult compiled = RuleSet::compile(*result.config);
   result.errors = std::move(compiled.errors);
   result.rules = std::move(compiled.rule_set);
+  if (result.config->behaviour.enabled) {
+    // A model that does not load fails the whole config: a reload keeps the old model too.
+    const BehaviourConfig& behaviour = result.config->behaviour;
+    auto loaded = Model::load_file(behaviour.model_path);
+    if (auto* error = std::get_if<std::string>(&loaded)) {
+      result.errors.push_back(ConfigError{behaviour.model_where.file, behaviour.model_where.line,
+                                          behaviour.model_where.column,
+                                          "behaviour.model " + behaviour.model_path + ": " +
+                                              *error});
+    } else {
+      result.model = std::get<std::shared_ptr<const Model>>(loaded);
+    }
+  }
   return result;
 }
 
@@ -270,6 +290,7 @@ BuildResult build_from_config(const std::string& path, const Overrides& override
   parts.config = compiled.config;
   parts.rules = compiled.rules;
   parts.metrics = metrics;
+  parts.model = compiled.model;
   if (throttle) {
     // The client table outlives reloads; its size is fixed by the first config.
     if (!*throttle) {

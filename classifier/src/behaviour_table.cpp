@@ -29,11 +29,10 @@ inline uint32_t reduce32(uint32_t x, uint32_t n) {
   return static_cast<uint32_t>((static_cast<uint64_t>(x) * n) >> 32);
 }
 
+// The full address, hashed with a fixed seed (block entries count distinct addresses by bit).
 uint64_t address_hash(const IpAddress& a) {
-  uint64_t x, y;
-  std::memcpy(&x, a.bytes().data(), 8);
-  std::memcpy(&y, a.bytes().data() + 8, 8);
-  return mum(x ^ 0x9e3779b97f4a7c15ULL, y ^ 0xc2b2ae3d27d4eb4fULL);
+  const auto& b = a.bytes();
+  return hash_bytes(std::string_view(reinterpret_cast<const char*>(b.data()), b.size()));
 }
 
 constexpr std::size_t kWays = 8;

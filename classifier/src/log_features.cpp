@@ -16,18 +16,11 @@ using json = nlohmann::json;
 
 namespace {
 
-// Shortest text that reads back as the same value. Values held as float in the state print as
-// their shortest float text (which orders exactly like the floats, so split thresholds learned from
-// it separate the C++ values the same way).
+// The shortest text that reads back as exactly the same double (what the proxy computes), so a
+// split threshold learned from the CSV sends every value the same way in Python and in C++.
 void append_number(std::string& out, double v) {
   char buf[32];
-  std::to_chars_result r;
-  const float f = static_cast<float>(v);
-  if (std::isfinite(v) && static_cast<double>(f) == v) {
-    r = std::to_chars(buf, buf + sizeof buf, f);
-  } else {
-    r = std::to_chars(buf, buf + sizeof buf, v);
-  }
+  const std::to_chars_result r = std::to_chars(buf, buf + sizeof buf, v);
   out.append(buf, r.ptr);
 }
 

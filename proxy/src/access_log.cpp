@@ -119,6 +119,10 @@ std::string format_jsonl(const AccessLogEntry& entry, bool with_headers, bool an
       line.append(",\"rule\":");
       append_json_string(line, context->rule);
     }
+    if (context->score >= 0) {
+      line.append(",\"score\":");
+      append_double(line, context->score, 4);
+    }
     if (!context->action.empty()) {
       line.append(",\"action\":");
       append_json_string(line, context->action);

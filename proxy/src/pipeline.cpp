@@ -1,5 +1,6 @@
 #include "crawlgate/proxy/pipeline.h"
 
+#include "crawlgate/proxy/behaviour_stage.h"
 #include "crawlgate/proxy/signature_stage.h"
 #include "crawlgate/proxy/throttle_stage.h"
 
@@ -100,6 +101,15 @@ std::shared_ptr<const Snapshot> build_snapshot(SnapshotParts parts, std::string*
   }
   if (rules && rules->rule_count() > 0) {
     snapshot->pipeline.add(std::make_shared<SignatureStage>(rules));
+  }
+  if (config && parts.model && parts.throttle && config->behaviour.enabled) {
+    BehaviourTable& table = parts.throttle->behaviour_table(config->behaviour.table_size);
+    snapshot->model = parts.model;
+    snapshot->behaviour = &table;
+    snapshot->pipeline.add(std::make_shared<BehaviourStage>(*config, parts.model, table,
+                                                            parts.throttle->clock()));
+  }
+  if (rules && rules->rule_count() > 0) {
     if (config && parts.throttle) {
       std::string stage_error;
       auto throttle = ThrottleStage::create(*config, *rules, parts.throttle, &stage_error);

@@ -11,6 +11,7 @@
 #include <limits>
 #include <memory>
 
+#include "crawlgate/classifier/features.h"
 #include "crawlgate/proxy/forwarding.h"
 #include "crawlgate/proxy/request_head.h"
 #include "server_impl.h"
@@ -810,6 +811,10 @@ class Session : public std::enable_shared_from_this<Session> {
         std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - start_steady_)
             .count();
     if (server_.metrics) record_metrics(duration_ms / 1000);
+    // The 404 share is a feature: the status is known only now.
+    if (snapshot_->behaviour && context_.score >= 0) {
+      snapshot_->behaviour->report_status(view_.client_ip, status_);
+    }
     worker_.decisions.record(
         view_.client_ip, std::chrono::duration<double>(start_time_.time_since_epoch()).count(),
         status_, context_.enforced, context_.request_id, context_.traffic_class, context_.rule,
@@ -865,6 +870,7 @@ class Session : public std::enable_shared_from_this<Session> {
     record.duration_seconds = duration_seconds;
     record.upstream_seconds = from_upstream_ ? upstream_seconds_ : -1;
     server_.metrics->record(record);
+    if (context_.score >= 0) server_.metrics->model_score().observe(context_.score);
   }
 
   void close() {

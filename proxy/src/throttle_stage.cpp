@@ -47,6 +47,16 @@ std::uint16_t ThrottleState::limit_id(const std::string& name) {
   return it->second;
 }
 
+BehaviourTable& ThrottleState::behaviour_table(std::size_t max_clients) {
+  std::lock_guard lock(mutex_);
+  if (!behaviour_) {
+    BehaviourTable::Options options;
+    options.max_clients = max_clients;
+    behaviour_ = std::make_unique<BehaviourTable>(options);
+  }
+  return *behaviour_;
+}
+
 void ThrottleState::describe_limit(std::uint16_t id, LimitInfo info) {
   std::lock_guard lock(mutex_);
   limit_info_[id] = std::move(info);
@@ -118,6 +128,26 @@ std::shared_ptr<ThrottleStage> ThrottleStage::create(const Config& config, const
                                      limits.ipv6_prefix});
     } else {
       limits.policy = rule.class_name.empty() ? rule.name : rule.class_name;
+    }
+  }
+  for (const ClassConfig& cls : config.classes) {
+    if (cls.action != Action::kThrottle && cls.action != Action::kTarpit) continue;
+    RuleLimits& limits = stage->classes_[cls.name];
+    limits.applies = true;
+    any = true;
+    limits.tarpit = cls.action == Action::kTarpit;
+    limits.ipv4_prefix = cls.ipv4_prefix;
+    limits.ipv6_prefix = cls.ipv6_prefix;
+    limits.policy = cls.name;
+    if (cls.class_limit) {
+      limits.class_bucket = &stage->state_->class_bucket(cls.name);
+      limits.class_limit = RateLimit{cls.class_limit->rate_per_second, cls.class_limit->burst};
+    }
+    if (cls.limit) {
+      limits.per_client = RateLimit{cls.limit->rate_per_second, cls.limit->burst};
+      limits.limit_id = stage->state_->limit_id("class:" + cls.name);
+      stage->state_->describe_limit(limits.limit_id, {cls.name, *limits.per_client,
+                                                      limits.ipv4_prefix, limits.ipv6_prefix});
     }
   }
   if (!config.costs.empty()) {
@@ -220,11 +250,19 @@ StageVerdict ThrottleStage::refuse(const RuleLimits& limits, RequestContext& con
   return StageVerdict::kRespond;
 }
 
+const ThrottleStage::RuleLimits* ThrottleStage::limits_for(const RequestContext& context) const {
+  if (context.rule_index < rules_.size()) return &rules_[context.rule_index];
+  if (context.traffic_class.empty()) return nullptr;
+  auto it = classes_.find(context.traffic_class);
+  return it == classes_.end() ? nullptr : &it->second;
+}
+
 StageVerdict ThrottleStage::evaluate(const RequestView& request, RequestContext& context,
                                      const ResumeFn& resume) {
-  if (context.rule_index >= rules_.size() || !context.enforced) return StageVerdict::kContinue;
-  const RuleLimits& limits = rules_[context.rule_index];
-  if (!limits.applies) return StageVerdict::kContinue;
+  if (!context.enforced) return StageVerdict::kContinue;
+  const RuleLimits* found = limits_for(context);
+  if (!found || !found->applies) return StageVerdict::kContinue;
+  const RuleLimits& limits = *found;
   double cost = limits.cost ? *limits.cost : cost_of(request.target);
   Nanos now = state_->clock().now();
 

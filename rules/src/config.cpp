@@ -703,7 +703,7 @@ class Loader {
     static const std::set<std::string> kServerKeys = {
         "listen",     "upstream",          "admin",         "threads", "trusted_proxies",
         "websocket",  "request_id_header", "upstream_pool", "limits",  "timeouts",
-        "access_log", "static_responses",  "throttle",      "redis"};
+        "access_log", "static_responses",  "throttle",      "redis",   "behaviour"};
     ServerSettings& server = config_.server;
     for (const auto& entry : root) {
       const std::string& key = entry.first.Scalar();
@@ -775,11 +775,14 @@ class Loader {
         parse_throttle(value);
       } else if (key == "redis") {
         parse_redis(value);
+      } else if (key == "behaviour") {
+        parse_behaviour(value);
       } else {
         unknown_key(entry.first, "the top level",
                     "listen, upstream, admin, threads, trusted_proxies, websocket, "
                     "request_id_header, upstream_pool, limits, timeouts, access_log, "
-                    "static_responses, throttle, redis, include, classes, rules, costs");
+                    "static_responses, throttle, redis, behaviour, include, classes, rules, "
+                    "costs");
       }
     }
   }
@@ -978,6 +981,69 @@ class Loader {
         unknown_key(entry.first, "redis", "enabled, address, budget, key_prefix, connect_timeout");
       }
     }
+  }
+
+  void parse_behaviour(const Node& node) {
+    if (!expect_map(node, "behaviour")) return;
+    BehaviourConfig& behaviour = config_.behaviour;
+    behaviour.enabled = true;
+    bool have_model = false;
+    for (const auto& entry : node) {
+      const std::string& key = entry.first.Scalar();
+      const std::string what = "behaviour." + key;
+      if (key == "model") {
+        std::string path;
+        if (get_string(entry.second, what, path)) {
+          std::filesystem::path model(path);
+          if (model.is_relative()) {
+            model = std::filesystem::path(file_).parent_path() / model;
+          }
+          behaviour.model_path = model.lexically_normal().generic_string();
+          behaviour.model_where = here(entry.second);
+          have_model = true;
+        }
+      } else if (key == "enforce") {
+        get_bool(entry.second, what, behaviour.enforce);
+      } else if (key == "score_claimed_bots") {
+        get_bool(entry.second, what, behaviour.score_claimed_bots);
+      } else if (key == "table_size") {
+        get_uint(entry.second, what, 16, 100'000'000, behaviour.table_size);
+      } else if (key == "thresholds") {
+        if (!entry.second.IsSequence()) {
+          error(entry.second, what + ": expected a list of {min_score, class}");
+          continue;
+        }
+        for (const Node& item : entry.second) {
+          if (!expect_map(item, "behaviour.thresholds entry")) continue;
+          BehaviourThreshold threshold;
+          threshold.where = here(item);
+          bool have_score = false, have_class = false;
+          for (const auto& field : item) {
+            const std::string& name = field.first.Scalar();
+            if (name == "min_score") {
+              have_score = get_number(field.second, "behaviour.thresholds min_score", 0, 1,
+                                      threshold.min_score);
+            } else if (name == "class") {
+              have_class = get_string(field.second, "behaviour.thresholds class",
+                                      threshold.class_name);
+            } else {
+              unknown_key(field.first, "behaviour.thresholds entry", "min_score, class");
+            }
+          }
+          if (!have_score || !have_class) {
+            error(item, "behaviour.thresholds entry needs min_score and class");
+            continue;
+          }
+          behaviour.thresholds.push_back(std::move(threshold));
+        }
+      } else {
+        unknown_key(entry.first, "behaviour",
+                    "model, thresholds, enforce, score_claimed_bots, table_size");
+      }
+    }
+    if (!have_model) error(node, "behaviour: needs model (the model file's path)");
+    std::stable_sort(behaviour.thresholds.begin(), behaviour.thresholds.end(),
+                     [](const auto& a, const auto& b) { return a.min_score > b.min_score; });
   }
 
   // ---- limits and costs ----
@@ -1523,6 +1589,12 @@ class Loader {
         rule.limit = klass->limit;  // inherited; `where` stays the class's
       }
       config_.rules.push_back(std::move(rule));
+    }
+    for (const BehaviourThreshold& threshold : config_.behaviour.thresholds) {
+      if (!config_.find_class(threshold.class_name)) {
+        error_at(threshold.where, "behaviour threshold: unknown class '" +
+                                      threshold.class_name + "'");
+      }
     }
   }
 

@@ -6,6 +6,7 @@
 #include <cstdio>
 #include <fstream>
 #include <limits>
+#include <random>
 #include <nlohmann/json.hpp>
 #include <string>
 
@@ -55,13 +56,13 @@ std::shared_ptr<const Model> must_load(const json& j) {
   return std::get<std::shared_ptr<const Model>>(result);
 }
 
-std::string error_of(const std::string& text) {
+std::string error_text(const std::string& text) {
   auto result = Model::load(text);
   if (std::holds_alternative<std::string>(result)) return std::get<std::string>(result);
   ADD_FAILURE() << "loaded, but an error was expected: " << text.substr(0, 200);
   return {};
 }
-std::string error_of(const json& j) { return error_of(j.dump()); }
+std::string error_of(const json& j) { return error_text(j.dump()); }
 
 FeatureVector vec(double rate60, double asset, double deep) {
   FeatureVector v;
@@ -107,13 +108,13 @@ TEST(ModelTest, LoadsFromAFile) {
   ASSERT_TRUE(std::holds_alternative<std::shared_ptr<const Model>>(result))
       << std::get<std::string>(result);
   std::remove(path.c_str());
-  const std::string missing = error_of("/nonexistent/model.json");
+  const std::string missing = error_text("/nonexistent/model.json");
   EXPECT_NE(missing.find("cannot open model file '/nonexistent/model.json'"), std::string::npos)
       << missing;
 }
 
 TEST(ModelTest, BadJson) {
-  const std::string e = error_of("{\"format\": \"crawlgate-model\", ");
+  const std::string e = error_text("{\"format\": \"crawlgate-model\", ");
   EXPECT_NE(e.find("invalid JSON"), std::string::npos) << e;
 }
 
@@ -184,10 +185,10 @@ TEST(ModelTest, NonFiniteAndNonNumbers) {
   // Python's json.dumps writes NaN / Infinity literals, which are not JSON.
   std::string text = valid_model().dump();
   text.replace(text.find("-1.25"), 5, "NaN");
-  EXPECT_NE(error_of(text).find("invalid JSON"), std::string::npos);
+  EXPECT_NE(error_text(text).find("invalid JSON"), std::string::npos);
   text = valid_model().dump();
   text.replace(text.find("-1.25"), 5, "1e999");
-  EXPECT_NE(error_of(text).find("invalid JSON"), std::string::npos);
+  EXPECT_NE(error_text(text).find("invalid JSON"), std::string::npos);
   j = valid_model();
   j["base_score"] = "x";
   EXPECT_NE(error_of(j).find("$.base_score: must be a number"), std::string::npos);
@@ -237,7 +238,70 @@ TEST(ModelTest, HeaderFields) {
   j["trees"][0]["nodes"][2]["left"] = 1;
   EXPECT_NE(error_of(j).find("$.trees[0].nodes[2]: a leaf must not have \"left\""),
             std::string::npos);
-  EXPECT_NE(error_of("[1, 2]").find("$: must be an object"), std::string::npos);
+  const auto array = Model::parse("[1, 2]");
+  ASSERT_TRUE(std::holds_alternative<std::string>(array));
+  EXPECT_NE(std::get<std::string>(array).find("$: must be an object"), std::string::npos);
+}
+
+}  // namespace
+}  // namespace crawlgate
+
+namespace crawlgate {
+namespace {
+
+// Reference evaluation straight from the JSON, against the flattened, interleaved walk.
+double reference(const nlohmann::json& m, const FeatureVector& x) {
+  double sum = m["base_score"].get<double>();
+  for (const auto& tree : m["trees"]) {
+    const auto& nodes = tree["nodes"];
+    std::size_t i = 0;
+    while (!nodes[i].contains("leaf")) {
+      const auto& n = nodes[i];
+      const std::size_t f = *FeatureVector::index_of(
+          m["features"][n["feature"].get<std::size_t>()].get<std::string>());
+      i = x[f] <= n["threshold"].get<double>() || std::isnan(x[f]) ? n["left"].get<std::size_t>()
+                                                                   : n["right"].get<std::size_t>();
+    }
+    sum += nodes[i]["leaf"].get<double>();
+  }
+  return sum;
+}
+
+TEST(ModelTest, FlattenedWalkMatchesReferenceOnRandomTrees) {
+  std::mt19937_64 rng(11);
+  std::uniform_real_distribution<double> unit(0, 1);
+  nlohmann::json m = valid_model();
+  m["features"] = nlohmann::json::array();
+  for (auto name : FeatureVector::names()) m["features"].push_back(std::string(name));
+  m["trees"] = nlohmann::json::array();
+  for (int t = 0; t < 13; ++t) {  // 3 groups of four plus one, uneven shapes
+    nlohmann::json nodes = nlohmann::json::array();
+    // A random tree built by splitting random leaves; children listed in reverse on odd trees.
+    nodes.push_back({{"leaf", unit(rng) - 0.5}});
+    const int splits = 1 + static_cast<int>(rng() % 12);
+    for (int s = 0; s < splits; ++s) {
+      std::vector<std::size_t> leaves;
+      for (std::size_t i = 0; i < nodes.size(); ++i) {
+        if (nodes[i].contains("leaf")) leaves.push_back(i);
+      }
+      const std::size_t at = leaves[rng() % leaves.size()];
+      const std::size_t l = nodes.size(), r = nodes.size() + 1;
+      nodes.push_back({{"leaf", unit(rng) - 0.5}});
+      nodes.push_back({{"leaf", unit(rng) - 0.5}});
+      nodes[at] = {{"feature", rng() % FeatureVector::kSize},
+                   {"threshold", unit(rng)},
+                   {"left", t % 2 ? r : l},
+                   {"right", t % 2 ? l : r}};
+    }
+    m["trees"].push_back({{"nodes", nodes}});
+  }
+  const auto model = must_load(m);
+  ASSERT_TRUE(model);
+  for (int k = 0; k < 500; ++k) {
+    FeatureVector x;
+    for (auto& v : x.values) v = k % 10 == 0 ? std::nan("") : unit(rng);
+    ASSERT_DOUBLE_EQ(model->raw_score(x), reference(m, x)) << k;
+  }
 }
 
 }  // namespace

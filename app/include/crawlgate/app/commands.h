@@ -14,6 +14,8 @@
 
 namespace crawlgate {
 
+class Model;
+
 const std::map<std::string, std::string>& embedded_config_files();
 
 namespace app {
@@ -37,6 +39,7 @@ std::optional<std::string> apply_overrides(const Overrides& overrides, ServerSet
 struct CompiledConfig {
   std::shared_ptr<const Config> config;
   std::shared_ptr<const RuleSet> rules;
+  std::shared_ptr<const Model> model;  // with `behaviour:` configured
   std::vector<ConfigError> errors;
   bool ok() const { return errors.empty() && config && rules; }
 };

@@ -19,6 +19,11 @@
 #include "crawlgate/rules/rule_set.h"
 #include "crawlgate/rules/settings.h"
 
+namespace crawlgate {
+class Model;
+class BehaviourTable;
+}  // namespace crawlgate
+
 namespace crawlgate::proxy {
 
 // An answer crawlgate writes itself instead of relaying to the upstream.
@@ -44,6 +49,7 @@ struct RequestContext {
   std::string action;                     // allow, deny, throttle, tarpit, log
   bool enforced = true;
   std::uint32_t rule_index = UINT32_MAX;  // the deciding rule's index in the RuleSet
+  double score = -1;                      // the behavioural model's score; < 0 when not scored
   std::string shadow_rule;                // a shadow-mode rule that matched before the decision
   std::uint32_t shadow_rule_index = UINT32_MAX;
   std::string answered_by;                // the stage that answered locally, if any
@@ -102,6 +108,8 @@ struct Snapshot {
   std::shared_ptr<const Config> config;  // null when built from settings alone (tests)
   std::shared_ptr<const RuleSet> rules;  // null when there are no rules
   std::shared_ptr<const metrics::ConfigLabels> labels;  // null without metrics
+  std::shared_ptr<const Model> model;                   // the behavioural model, if any
+  BehaviourTable* behaviour = nullptr;  // owned by the ThrottleState, which outlives snapshots
   Pipeline pipeline;
   std::string source;  // the config file, or "(embedded default config)"
 };
@@ -117,6 +125,7 @@ struct SnapshotParts {
   std::shared_ptr<const RuleSet> rules;
   metrics::Metrics* metrics = nullptr;
   std::shared_ptr<ThrottleState> throttle;  // state that outlives reloads; needed for limits
+  std::shared_ptr<const Model> model;       // with `behaviour:` configured
 };
 
 // Builds the stages the config asks for: static answers, signatures, then limits. Returns null

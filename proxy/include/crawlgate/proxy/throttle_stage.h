@@ -13,6 +13,7 @@
 
 #include "crawlgate/classifier/client_table.h"
 #include "crawlgate/classifier/clock.h"
+#include "crawlgate/classifier/features.h"
 #include "crawlgate/classifier/gcra.h"
 #include "crawlgate/proxy/pipeline.h"
 
@@ -58,6 +59,10 @@ class ThrottleState {
   void describe_limit(std::uint16_t id, LimitInfo info);
   std::map<std::uint16_t, LimitInfo> limits() const;
 
+  // The behaviour features' table; created by the first config that enables the model, with
+  // that config's size (later sizes take effect on restart).
+  BehaviourTable& behaviour_table(std::size_t max_clients);
+
   // A held answer's slot: released when the answer is written or its connection dropped.
   std::shared_ptr<void> try_hold(std::size_t max_held);
   std::size_t held() const { return held_.load(std::memory_order_relaxed); }
@@ -69,6 +74,7 @@ class ThrottleState {
   std::map<std::string, std::unique_ptr<SharedGcra>> class_buckets_;
   std::map<std::string, std::uint16_t> limit_ids_;
   std::map<std::uint16_t, LimitInfo> limit_info_;
+  std::unique_ptr<BehaviourTable> behaviour_;
   std::atomic<std::size_t> held_{0};
 };
 
@@ -107,8 +113,12 @@ class ThrottleStage final : public Stage {
   StageVerdict refuse(const RuleLimits& limits, RequestContext& context,
                       double retry_after_seconds, double remaining);
 
+  const RuleLimits* limits_for(const RequestContext& context) const;
+
   std::shared_ptr<ThrottleState> state_;
   std::vector<RuleLimits> rules_;
+  // Limits of throttle/tarpit classes, for clients a class was given without a rule (the model).
+  std::map<std::string, RuleLimits, std::less<>> classes_;
   std::unique_ptr<CostMatcher> costs_;
   std::chrono::milliseconds tarpit_delay_{10'000};
   std::size_t max_tarpitted_ = 1000;

@@ -129,8 +129,28 @@ struct CostConfig {
   SourceLocation where;  // the list entry
 };
 
+// `behaviour:` — the in-process model that scores clients no decisive rule classified
+// (docs/model.md). Scores at or above a threshold give the client that threshold's class, whose
+// action and limits then apply like a rule's.
+struct BehaviourThreshold {
+  double min_score = 1;
+  std::string class_name;
+  SourceLocation where;
+};
+
+struct BehaviourConfig {
+  bool enabled = false;
+  std::string model_path;  // resolved against the directory of the file that names it
+  SourceLocation model_where;
+  std::vector<BehaviourThreshold> thresholds;  // highest min_score first
+  bool enforce = true;                         // false: score, log and count, but let through
+  bool score_claimed_bots = true;  // also score clients whose rule only claims search/archive
+  std::size_t table_size = 200'000;  // tracked clients (address blocks get a quarter)
+};
+
 struct Config {
   ServerSettings server;
+  BehaviourConfig behaviour;
   std::vector<ClassConfig> classes;  // builtins first (standard order), then the config's own
   std::vector<RuleConfig> rules;     // in evaluation order, includes expanded in place
   std::vector<CostConfig> costs;     // first match wins; includes expanded in place, like rules
