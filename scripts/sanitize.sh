@@ -122,7 +122,14 @@ run_tsan() {
   local built=$(( $(date +%s) - t0 ))
   local logs="$TSAN_BUILD_DIR/sanitizer-logs"
   rm -rf "$logs"; mkdir -p "$logs"
-  TSAN_OPTIONS="halt_on_error=0:second_deadlock_stack=1:history_size=4:log_path=$logs/tsan:log_exe_name=1" \
+  # libstdc++ 12's std::atomic<std::shared_ptr> (the config snapshot, Server::publish /
+  # load_snapshot) guards its pointer with a lock bit in the control-block word and releases it
+  # with memory_order_relaxed in load() (bits/shared_ptr_atomic.h:500-511): TSan sees the
+  # reader's plain read of _M_ptr and the writer's swap as a race. clang-14 reports it too (it
+  # uses the same libstdc++ headers). Suppressed by that one frame; nothing else is suppressed.
+  local supp="$TSAN_BUILD_DIR/tsan.supp"
+  printf '%s\n' "race:std::_Sp_atomic<*>::load" "race:std::_Sp_atomic<*>::swap" > "$supp"
+  TSAN_OPTIONS="halt_on_error=0:second_deadlock_stack=1:history_size=4:suppressions=$supp:log_path=$logs/tsan:log_exe_name=1" \
     ctest --test-dir "$TSAN_BUILD_DIR" --output-on-failure -j "$JOBS" --timeout 900 \
       -R "$TSAN_INCLUDE" || rc=$?
   check_logs "$logs" || rc=1
