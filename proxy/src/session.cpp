@@ -70,6 +70,59 @@ std::vector<std::string_view> connection_tokens(const http::fields& fields) {
   return tokens;
 }
 
+// A 64 KiB body buffer for the length of one request. Buffers come from a small per-thread free
+// list: no allocation and no zero-filling per request, and idle connections hold none.
+class RelayBuffer {
+ public:
+  RelayBuffer() = default;
+  RelayBuffer(RelayBuffer&& other) noexcept : data_(std::exchange(other.data_, nullptr)) {}
+  RelayBuffer& operator=(RelayBuffer&& other) noexcept {
+    if (this != &other) {
+      reset();
+      data_ = std::exchange(other.data_, nullptr);
+    }
+    return *this;
+  }
+  ~RelayBuffer() { reset(); }
+
+  static RelayBuffer acquire() {
+    RelayBuffer buffer;
+    auto& pool = free_list();
+    if (pool.empty()) {
+      buffer.data_ = new char[kRelayBufferSize];  // uninitialised: it is always written first
+    } else {
+      buffer.data_ = pool.back();
+      pool.pop_back();
+    }
+    return buffer;
+  }
+  char* get() const { return data_; }
+  explicit operator bool() const { return data_ != nullptr; }
+  void reset() {
+    if (!data_) return;
+    auto& pool = free_list();
+    if (pool.size() < kPoolMax) {
+      pool.push_back(data_);
+    } else {
+      delete[] data_;
+    }
+    data_ = nullptr;
+  }
+
+ private:
+  static constexpr std::size_t kPoolMax = 64;
+  struct FreeList : std::vector<char*> {
+    ~FreeList() {
+      for (char* buffer : *this) delete[] buffer;
+    }
+  };
+  static FreeList& free_list() {
+    thread_local FreeList pool;
+    return pool;
+  }
+  char* data_ = nullptr;
+};
+
 }  // namespace
 
 class Session : public std::enable_shared_from_this<Session> {
@@ -426,8 +479,9 @@ class Session : public std::enable_shared_from_this<Session> {
   }
 
   void acquire_upstream() {
-    if (std::optional<tcp::socket> pooled = worker_.pool.acquire(endpoint_)) {
-      upstream_.emplace(std::move(*pooled));
+    if (std::optional<UpstreamPool::Connection> pooled = worker_.pool.acquire(endpoint_)) {
+      upstream_.emplace(std::move(pooled->socket));
+      upstream_buffer_ = std::move(pooled->buffer);
       upstream_reused_ = true;
       server_.stats.upstream_reused.fetch_add(1, std::memory_order_relaxed);
       return write_upstream_head();
@@ -469,7 +523,7 @@ class Session : public std::enable_shared_from_this<Session> {
     if (put_ec || !request_parser_->is_header_done()) {
       return respond_error(400, "The request could not be framed.", true);
     }
-    relay_buffer_ = std::make_unique<char[]>(kRelayBufferSize);
+    relay_buffer_ = RelayBuffer::acquire();
     body_started_ = std::chrono::steady_clock::now();
     body_received_ = 0;
     // Beast reads only into the buffer's free capacity (512 bytes at the least): give it room,
@@ -629,7 +683,7 @@ class Session : public std::enable_shared_from_this<Session> {
     if (response_has_body_ && upstream_buffer_.size() > 0) {
       // Body bytes arrived with the head: parse them (no system call) and send head and body in
       // one gather write. A body still to come does not hold the head back.
-      if (!relay_buffer_) relay_buffer_ = std::make_unique<char[]>(kRelayBufferSize);
+      if (!relay_buffer_) relay_buffer_ = RelayBuffer::acquire();
       return read_response_body();
     }
     client_.expires_after(settings().timeouts.client_write);
@@ -644,7 +698,7 @@ class Session : public std::enable_shared_from_this<Session> {
       // HEAD/204/304 or a parser told to skip: nothing more will come on this response.
       return finish_upstream_exchange();
     }
-    if (!relay_buffer_) relay_buffer_ = std::make_unique<char[]>(kRelayBufferSize);
+    if (!relay_buffer_) relay_buffer_ = RelayBuffer::acquire();
     read_response_body();
   }
 
@@ -695,7 +749,8 @@ class Session : public std::enable_shared_from_this<Session> {
                     (!request_parser_ || request_parser_->is_done());
     if (reusable) {
       upstream_->expires_never();
-      worker_.pool.release(upstream_->release_socket(), endpoint_);
+      worker_.pool.release({upstream_->release_socket(), std::move(upstream_buffer_)}, endpoint_);
+      upstream_buffer_ = beast::flat_buffer{};
     } else {
       close_upstream();
     }
@@ -910,10 +965,11 @@ class Session : public std::enable_shared_from_this<Session> {
     local_serializer_.reset();
     local_response_.reset();
     relay_buffer_.reset();
-    upstream_buffer_.clear();
-    // An idle keep-alive connection holds no large buffers.
-    upstream_buffer_.shrink_to_fit();
-    if (buffer_.size() == 0) buffer_.shrink_to_fit();
+    // The upstream buffer left with its pooled connection, or is dropped with a spent one. The
+    // client buffer is shrunk only after a body or a large head grew it: idle keep-alive
+    // connections hold a few KiB at most.
+    upstream_buffer_ = beast::flat_buffer{};
+    if (buffer_.size() == 0 && buffer_.capacity() > 16 * 1024) buffer_.shrink_to_fit();
     upstream_.reset();
     resolver_.reset();
   }
@@ -968,7 +1024,7 @@ class Session : public std::enable_shared_from_this<Session> {
   bool response_has_body_ = false;
   std::string rebuilt_target_;
   beast::flat_buffer upstream_buffer_;
-  std::unique_ptr<char[]> relay_buffer_;
+  RelayBuffer relay_buffer_;
   std::optional<http::request<http::buffer_body>> upstream_request_;
   std::optional<http::request_serializer<http::buffer_body>> upstream_serializer_;
   std::optional<http::request_parser<http::buffer_body>> request_parser_;

@@ -15,7 +15,7 @@ bool still_usable(tcp::socket& socket) {
 
 }  // namespace
 
-std::optional<tcp::socket> UpstreamPool::acquire(const tcp::endpoint& endpoint) {
+std::optional<UpstreamPool::Connection> UpstreamPool::acquire(const tcp::endpoint& endpoint) {
   auto now = std::chrono::steady_clock::now();
   while (!idle_.empty()) {
     Idle entry = std::move(idle_.back());
@@ -30,22 +30,23 @@ std::optional<tcp::socket> UpstreamPool::acquire(const tcp::endpoint& endpoint) 
       continue;
     }
     ++reused_;
-    return std::move(entry.socket);
+    return Connection{std::move(entry.socket), std::move(entry.buffer)};
   }
   return std::nullopt;
 }
 
-void UpstreamPool::release(tcp::socket socket, const tcp::endpoint& endpoint) {
+void UpstreamPool::release(Connection connection, const tcp::endpoint& endpoint) {
   boost::system::error_code ignored;
   if (max_idle_ == 0) {
-    socket.close(ignored);
+    connection.socket.close(ignored);
     return;
   }
   if (idle_.size() >= max_idle_) {
     idle_.front().socket.close(ignored);
     idle_.pop_front();
   }
-  idle_.push_back(Idle{std::move(socket), endpoint, std::chrono::steady_clock::now()});
+  idle_.push_back(Idle{std::move(connection.socket), std::move(connection.buffer), endpoint,
+                       std::chrono::steady_clock::now()});
   schedule_sweep();
 }
 

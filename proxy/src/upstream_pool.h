@@ -5,6 +5,7 @@
 
 #include <boost/asio/ip/tcp.hpp>
 #include <boost/asio/steady_timer.hpp>
+#include <boost/beast/core/flat_buffer.hpp>
 #include <chrono>
 #include <deque>
 #include <optional>
@@ -23,9 +24,15 @@ class UpstreamPool {
     idle_timeout_ = idle_timeout;
   }
 
+  // An idle connection with its read buffer: the buffer's capacity stays with the connection, so
+  // a session holds no large buffer between requests and nothing is reallocated per request.
+  struct Connection {
+    tcp::socket socket;
+    boost::beast::flat_buffer buffer;
+  };
   // The most recently used idle connection to `endpoint` that the upstream has not closed.
-  std::optional<tcp::socket> acquire(const tcp::endpoint& endpoint);
-  void release(tcp::socket socket, const tcp::endpoint& endpoint);
+  std::optional<Connection> acquire(const tcp::endpoint& endpoint);
+  void release(Connection connection, const tcp::endpoint& endpoint);
   void close_all();
   std::size_t idle_count() const { return idle_.size(); }
   std::uint64_t reused() const { return reused_; }
@@ -33,6 +40,7 @@ class UpstreamPool {
  private:
   struct Idle {
     tcp::socket socket;
+    boost::beast::flat_buffer buffer;
     tcp::endpoint endpoint;
     std::chrono::steady_clock::time_point since;
   };
