@@ -22,8 +22,8 @@ TARGETS_ALL=(fuzz_request_head fuzz_config fuzz_rule_match fuzz_access_log_line)
 # access_log_line ~7.5k from the seed corpus). -max_total_time=90 is only a safety net against a
 # slower CI machine; a run it cuts short still passes if nothing was found.
 declare -A CI_RUNS=(
-  [fuzz_request_head]=3000000
-  [fuzz_config]=100000
+  [fuzz_request_head]=2000000
+  [fuzz_config]=200000
   [fuzz_rule_match]=1000000
   [fuzz_access_log_line]=300000
 )

@@ -68,7 +68,7 @@ class DecisionLog {
   template <std::size_t N>
   static void copy(char (&to)[N], std::string_view from) {
     std::size_t n = std::min(from.size(), N - 1);
-    std::memcpy(to, from.data(), n);
+    if (n) std::memcpy(to, from.data(), n);  // an empty view may carry a null pointer
     to[n] = '\0';
   }
 

@@ -58,6 +58,17 @@ void for_each_list_element(std::string_view list, F&& f) {
   }
 }
 
+// A comma-separated list of tokens (RFC 9110 §5.6.1), empty elements allowed.
+bool is_token_list(std::string_view list) {
+  while (true) {
+    std::size_t comma = list.find(',');
+    std::string_view element = trim_ows(list.substr(0, comma));
+    if (!element.empty() && !is_token(element)) return false;
+    if (comma == std::string_view::npos) return true;
+    list.remove_prefix(comma + 1);
+  }
+}
+
 HeadError bad(std::string reason, int status = 400) { return HeadError{status, std::move(reason)}; }
 
 // Splits one line ending in CRLF off `rest`. A bare LF or a CR not followed by LF is an error.
@@ -233,7 +244,11 @@ std::optional<HeadError> parse_request_head(std::string_view head, RequestHead& 
       ++transfer_encoding_fields;
       if (!iequals(value, "chunked")) return bad("unsupported Transfer-Encoding");
       out.chunked = true;
+    } else if (iequals(name, "proxy-connection")) {
+      // Not standard, but Beast checks it as a token list: so do we, before forwarding anything.
+      if (!is_token_list(value)) return bad("invalid Proxy-Connection");
     } else if (iequals(name, "connection")) {
+      if (!is_token_list(value)) return bad("invalid Connection");
       if (connection_count == std::size(connection_values)) return bad("too many Connection fields");
       connection_values[connection_count++] = value;
     } else if (iequals(name, "expect")) {

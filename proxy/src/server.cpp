@@ -323,25 +323,27 @@ void Server::handle_signals() {
   auto& signals = impl_->signals.emplace(impl_->workers[0]->ioc, SIGINT, SIGTERM, SIGHUP);
   signals.add(SIGUSR1);
   std::signal(SIGPIPE, SIG_IGN);
-  auto handler = std::make_shared<std::function<void(boost::system::error_code, int)>>();
-  *handler = [this, handler](boost::system::error_code ec, int signal_number) {
+  impl_->wait_for_signal();
+}
+
+void Server::Impl::wait_for_signal() {
+  signals->async_wait([this](boost::system::error_code ec, int signal_number) {
     if (ec) return;
     if (signal_number == SIGINT || signal_number == SIGTERM) {
       std::fprintf(stderr, "crawlgate: shutting down (signal %d)\n", signal_number);
-      impl_->begin_shutdown();
+      begin_shutdown();
       return;
     }
     if (signal_number == SIGHUP) {
-      impl_->request_reload([](bool ok, std::string message) {
+      request_reload([](bool ok, std::string message) {
         std::fprintf(stderr, "crawlgate: reload %s: %s\n", ok ? "succeeded" : "failed",
                      message.c_str());
       });
     } else if (signal_number == SIGUSR1) {
-      impl_->access_log.reopen();
+      access_log.reopen();
     }
-    impl_->signals->async_wait(*handler);
-  };
-  signals.async_wait(*handler);
+    wait_for_signal();
+  });
 }
 
 void Server::wait() {

@@ -104,6 +104,7 @@ struct Server::Impl {
   void on_session_closed();
   void request_reload(std::function<void(bool ok, std::string message)> done);
   void stop_all();
+  void wait_for_signal();
 
   std::shared_ptr<const Snapshot> load_snapshot() const {
     return current.load(std::memory_order_acquire);

@@ -152,6 +152,10 @@ class Session : public std::enable_shared_from_this<Session> {
     draining_ = true;
     // A tarpitted client is not owed a graceful answer: do not let it hold shutdown up.
     if (hold_) return close();
+    if (suspended_self_) {
+      auto keep = std::move(suspended_self_);
+      return close();
+    }
     if (idle_) {
       error_code ignored;
       client_.socket().close(ignored);
@@ -293,7 +297,11 @@ class Session : public std::enable_shared_from_this<Session> {
     const Pipeline& pipeline = snapshot_->pipeline;
     while (stage_index_ < pipeline.size()) {
       StageVerdict verdict = pipeline.at(stage_index_).evaluate(view_, context_, make_resume());
-      if (verdict == StageVerdict::kSuspend) return;  // the stage calls resume later
+      if (verdict == StageVerdict::kSuspend) {
+        // Nothing else holds a suspended session: it keeps itself until resumed or drained.
+        suspended_self_ = shared_from_this();
+        return;
+      }
       if (verdict == StageVerdict::kRespond) return respond_local();
       ++stage_index_;
     }
@@ -301,16 +309,21 @@ class Session : public std::enable_shared_from_this<Session> {
   }
 
   ResumeFn make_resume() {
-    // A copyable callback that resumes at most once, on this session's strand.
-    auto self = shared_from_this();
+    // A copyable callback that resumes at most once, on this session's strand. It holds the
+    // session weakly: a session drained at shutdown must not be kept alive by a late callback.
+    std::weak_ptr<Session> weak = weak_from_this();
     auto fired = std::make_shared<std::atomic<bool>>(false);
-    return [self, fired](StageVerdict verdict) {
+    return [weak, fired](StageVerdict verdict) {
       if (fired->exchange(true)) return;
-      net::post(self->client_.get_executor(), [self, verdict] { self->on_resumed(verdict); });
+      if (auto self = weak.lock()) {
+        net::post(self->client_.get_executor(), [self, verdict] { self->on_resumed(verdict); });
+      }
     };
   }
 
   void on_resumed(StageVerdict verdict) {
+    if (!suspended_self_) return;  // drained meanwhile
+    suspended_self_.reset();
     if (verdict == StageVerdict::kRespond) return respond_local();
     ++stage_index_;
     run_pipeline();
@@ -982,6 +995,7 @@ class Session : public std::enable_shared_from_this<Session> {
   std::optional<IpAddress> counted_;
   beast::flat_buffer buffer_;
   IpAddress peer_;
+  std::shared_ptr<Session> suspended_self_;
   bool first_request_ = true;
   bool draining_ = false;
   bool idle_ = false;

@@ -81,6 +81,8 @@ INSTANTIATE_TEST_SUITE_P(
         RejectCase{"expect_other", "GET / HTTP/1.1\r\nHost: a\r\nExpect: something\r\n\r\n", 417},
         RejectCase{"bad_method", "G(T / HTTP/1.1\r\nHost: a\r\n\r\n", 400},
         RejectCase{"two_user_agents", "GET / HTTP/1.1\r\nHost: a\r\nUser-Agent: Mozilla/5.0\r\nUser-Agent: GPTBot/1.2\r\n\r\n", 400},
+        RejectCase{"connection_not_a_token_list", "POST /x HTTP/1.1\r\nHost: a\r\nContent-Length: 5\r\nConnection: closxp X-Secret\r\n\r\n", 400},
+        RejectCase{"proxy_connection_not_a_token_list", "GET / HTTP/1.1\r\nHost: a\r\nProxy-Connection: keep alive\r\n\r\n", 400},
         RejectCase{"bad_host", "GET / HTTP/1.1\r\nHost: a/b\r\n\r\n", 400}),
     [](const auto& info) { return std::string(info.param.name); });
 

@@ -161,7 +161,10 @@ void TestBackend::serve(std::shared_ptr<tcp::socket> socket) {
     bool sink = target.starts_with("/sink");
     if (target.starts_with("/early413")) {
       respond(http::status::payload_too_large, "too large", true);
-      socket->shutdown(tcp::socket::shutdown_both, ec);
+      {
+        std::lock_guard lock(mutex_);
+        socket->shutdown(tcp::socket::shutdown_both, ec);
+      }
       return;
     }
     if (target.starts_with("/ws") && websocket::is_upgrade(req)) {
@@ -228,21 +231,31 @@ void TestBackend::serve(std::shared_ptr<tcp::socket> socket) {
       keep = !ec && req.keep_alive();
     } else if (target.starts_with("/garbage")) {
       net::write(*socket, net::buffer(std::string_view("SMTP ready, not HTTP\r\n\r\n")), ec);
-      socket->shutdown(tcp::socket::shutdown_both, ec);
+      {
+        std::lock_guard lock(mutex_);
+        socket->shutdown(tcp::socket::shutdown_both, ec);
+      }
       return;
     } else if (target.starts_with("/reset-mid-body")) {
       // Promise 100,000 bytes, send 1,000, then reset the connection (RST, not FIN).
       std::string head = "HTTP/1.1 200 OK\r\nContent-Length: 100000\r\n\r\n";
       net::write(*socket, net::buffer(head), ec);
       net::write(*socket, net::buffer(std::string(1000, 'r')), ec);
-      socket->set_option(net::socket_base::linger(true, 0), ec);
-      socket->close(ec);
+      {
+        // stop() may shut sockets down from another thread: touch them under its lock.
+        std::lock_guard lock(mutex_);
+        socket->set_option(net::socket_base::linger(true, 0), ec);
+        socket->close(ec);
+      }
       return;
     } else if (target.starts_with("/silent-close")) {
       // Answers as if the connection stays open, then drops it: a pooled connection gone stale.
       respond(http::status::ok, "silent");
       std::this_thread::sleep_for(std::chrono::milliseconds(query_number(target, "ms", 50)));
-      socket->shutdown(tcp::socket::shutdown_both, ec);
+      {
+        std::lock_guard lock(mutex_);
+        socket->shutdown(tcp::socket::shutdown_both, ec);
+      }
       return;
     } else if (target.starts_with("/close")) {
       respond(http::status::ok, "bye", true);
@@ -251,7 +264,10 @@ void TestBackend::serve(std::shared_ptr<tcp::socket> socket) {
       keep = respond(http::status::ok, "ok " + target);
     }
     if (!keep) {
-      socket->shutdown(tcp::socket::shutdown_send, ec);
+      {
+        std::lock_guard lock(mutex_);
+        socket->shutdown(tcp::socket::shutdown_send, ec);
+      }
       return;
     }
   }
