@@ -13,21 +13,18 @@
 #include <random>
 #include <stdexcept>
 
+#include "hashing.h"
 #include "crawlgate/classifier/features.h"
 #include "features_internal.h"
 
 namespace crawlgate {
 
+using hashing::mum;
+using hashing::reduce32;
+
 namespace {
 
-inline uint64_t mum(uint64_t a, uint64_t b) {
-  const unsigned __int128 r = static_cast<unsigned __int128>(a) * b;
-  return static_cast<uint64_t>(r) ^ static_cast<uint64_t>(r >> 64);
-}
 
-inline uint32_t reduce32(uint32_t x, uint32_t n) {
-  return static_cast<uint32_t>((static_cast<uint64_t>(x) * n) >> 32);
-}
 
 // The full address, hashed with a fixed seed (block entries count distinct addresses by bit).
 uint64_t address_hash(const IpAddress& a) {
@@ -101,14 +98,7 @@ class BehaviourTable::Store {
     std::mutex mutex;
   };
 
-  uint64_t hash(const ClientKey& key) const {
-    uint64_t a, b;
-    std::memcpy(&a, key.address.data(), 8);
-    std::memcpy(&b, key.address.data() + 8, 8);
-    const uint64_t c = key.limit_id | (uint64_t{key.prefix_len} << 16);
-    const uint64_t h = mum(a ^ seed_ ^ 0xa0761d6478bd642fULL, b ^ 0xe7037ed1a0b428dbULL);
-    return mum(h ^ c ^ 0x8ebc6af09c88c6e3ULL, seed_ ^ 0x589965cc75374cc3ULL);
-  }
+  uint64_t hash(const ClientKey& key) const { return hashing::client_key(key, seed_); }
 
   BehaviourState* entries_ = nullptr;
   std::size_t sets_ = 0;

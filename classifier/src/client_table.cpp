@@ -1,3 +1,4 @@
+#include "hashing.h"
 #include "crawlgate/classifier/client_table.h"
 
 #include <algorithm>
@@ -10,6 +11,9 @@
 #include <stdexcept>
 
 namespace crawlgate {
+
+using hashing::mum;
+using hashing::reduce32;
 
 ClientKey ClientKey::make(const IpAddress& client, unsigned ipv4_prefix, unsigned ipv6_prefix,
                           uint16_t limit_id) {
@@ -37,15 +41,7 @@ struct IndexSlot {
 };
 static_assert(sizeof(IndexSlot) == ClientTable::kIndexSlotBytes);
 
-inline uint64_t mum(uint64_t a, uint64_t b) {
-  const unsigned __int128 r = static_cast<unsigned __int128>(a) * b;
-  return static_cast<uint64_t>(r) ^ static_cast<uint64_t>(r >> 64);
-}
 
-// Maps a 32-bit value uniformly onto [0, n) (Lemire's multiply-shift).
-inline uint32_t reduce32(uint32_t x, uint32_t n) {
-  return static_cast<uint32_t>((static_cast<uint64_t>(x) * n) >> 32);
-}
 
 }  // namespace
 
@@ -168,14 +164,7 @@ ClientTable::ClientTable(std::size_t max_entries, std::size_t shards) {
 
 ClientTable::~ClientTable() { delete[] shards_; }
 
-uint64_t ClientTable::hash(const ClientKey& key) const {
-  uint64_t a, b;
-  std::memcpy(&a, key.address.data(), 8);
-  std::memcpy(&b, key.address.data() + 8, 8);
-  const uint64_t c = key.limit_id | (uint64_t{key.prefix_len} << 16);
-  const uint64_t h = mum(a ^ seed_ ^ 0xa0761d6478bd642fULL, b ^ 0xe7037ed1a0b428dbULL);
-  return mum(h ^ c ^ 0x8ebc6af09c88c6e3ULL, seed_ ^ 0x589965cc75374cc3ULL);
-}
+uint64_t ClientTable::hash(const ClientKey& key) const { return hashing::client_key(key, seed_); }
 
 ClientTable::Shard& ClientTable::shard_for(uint64_t h) const {
   // The high half picks the shard, the low half the position inside it.

@@ -1,4 +1,5 @@
 // Request analysis and the per-key state update behind BehaviourTable (docs/model.md, "Features").
+#include "hashing.h"
 #include "crawlgate/classifier/features.h"
 
 #include <algorithm>
@@ -9,6 +10,9 @@
 #include "features_internal.h"
 
 namespace crawlgate {
+
+using hashing::mum;
+using hashing::reduce32;
 
 const std::array<std::string_view, FeatureVector::kSize>& FeatureVector::names() {
   static constexpr std::array<std::string_view, kSize> kNames = {
@@ -56,10 +60,6 @@ std::optional<std::size_t> FeatureVector::index_of(std::string_view name) {
 
 namespace {
 
-inline uint64_t mum(uint64_t a, uint64_t b) {
-  const unsigned __int128 r = static_cast<unsigned __int128>(a) * b;
-  return static_cast<uint64_t>(r) ^ static_cast<uint64_t>(r >> 64);
-}
 
 
 // Any of the needles, case-sensitively (string_view::find runs memchr on the first character, which
