@@ -10,6 +10,7 @@
 #   /etc/crawlgate/crawlgate.yaml           production config (conffile), from deploy/config/
 #   /etc/crawlgate/conf.d/                  local rules, included before the default rules
 #   /usr/share/crawlgate/rules/*.yaml       the default rule set (rules/default, generated)
+#   /usr/share/crawlgate/models/            the behavioural model (classifier/models)
 #   /usr/share/crawlgate/{prometheus,grafana}/  scrape config, alert rules, dashboard
 #   /lib/systemd/system/crawlgate.service   hardened unit (DynamicUser)
 #   /etc/logrotate.d/crawlgate              rotation of /var/log/crawlgate/*.log (conffile)
@@ -38,6 +39,9 @@ install(FILES
   ${CRAWLGATE_DEPLOY_DIR}/prometheus/alerts.yml
   DESTINATION share/crawlgate/prometheus)
 install(FILES ${CRAWLGATE_DEPLOY_DIR}/grafana/crawlgate.json DESTINATION share/crawlgate/grafana)
+# The behavioural model (docs/model.md); enabled by a `behaviour:` block in the config.
+install(FILES ${PROJECT_SOURCE_DIR}/classifier/models/crawlgate-model.json
+  DESTINATION share/crawlgate/models)
 
 install(FILES
   ${CRAWLGATE_RULES_DIR}/licenses/ai-robots-txt.LICENSE
