@@ -10,6 +10,7 @@
 #include <boost/beast/http.hpp>
 #include <limits>
 #include <memory>
+#include <mutex>
 
 #include "crawlgate/classifier/features.h"
 #include "crawlgate/proxy/forwarding.h"
@@ -139,6 +140,10 @@ class Session : public std::enable_shared_from_this<Session> {
   }
 
   ~Session() {
+    if (resume_token_) {
+      std::lock_guard lock(resume_token_->mutex);
+      resume_token_->alive = false;
+    }
     if (counted_) server_.connections_by_address.remove(*counted_);
     worker_.sessions.erase(this);
     server_.stats.connections_open.fetch_sub(1, std::memory_order_relaxed);
@@ -309,15 +314,24 @@ class Session : public std::enable_shared_from_this<Session> {
   }
 
   ResumeFn make_resume() {
-    // A copyable callback that resumes at most once, on this session's strand. It holds the
-    // session weakly: a session drained at shutdown must not be kept alive by a late callback.
-    std::weak_ptr<Session> weak = weak_from_this();
+    // A copyable callback that resumes at most once, on this session's strand. It never holds
+    // the session: the session outlives it only through suspended_self_, and the token, which
+    // the session invalidates under its mutex when it ends, guards the post. So a late callback
+    // on a stage's own thread can neither keep a drained session alive nor destroy it there.
+    if (!resume_token_) {
+      resume_token_ = std::make_shared<ResumeToken>();
+      resume_token_->executor = client_.get_executor();
+      resume_token_->session = weak_from_this();
+    }
+    auto token = resume_token_;
     auto fired = std::make_shared<std::atomic<bool>>(false);
-    return [weak, fired](StageVerdict verdict) {
+    return [token, fired](StageVerdict verdict) {
       if (fired->exchange(true)) return;
-      if (auto self = weak.lock()) {
-        net::post(self->client_.get_executor(), [self, verdict] { self->on_resumed(verdict); });
-      }
+      std::lock_guard lock(token->mutex);
+      if (!token->alive) return;
+      net::post(token->executor, [weak = token->session, verdict] {
+        if (auto self = weak.lock()) self->on_resumed(verdict);
+      });
     };
   }
 
@@ -996,6 +1010,13 @@ class Session : public std::enable_shared_from_this<Session> {
   beast::flat_buffer buffer_;
   IpAddress peer_;
   std::shared_ptr<Session> suspended_self_;
+  struct ResumeToken {
+    std::mutex mutex;
+    bool alive = true;
+    net::any_io_executor executor;
+    std::weak_ptr<Session> session;
+  };
+  std::shared_ptr<ResumeToken> resume_token_;
   bool first_request_ = true;
   bool draining_ = false;
   bool idle_ = false;

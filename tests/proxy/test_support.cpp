@@ -168,7 +168,14 @@ void TestBackend::serve(std::shared_ptr<tcp::socket> socket) {
       return;
     }
     if (target.starts_with("/ws") && websocket::is_upgrade(req)) {
-      websocket::stream<tcp::socket&> ws(*socket);
+      // Beast's WebSocket teardown closes its socket; stop() must never shut down that same
+      // object concurrently, so the session gets a socket of its own (moved under the lock).
+      tcp::socket own(ioc_);
+      {
+        std::lock_guard lock(mutex_);
+        own = std::move(*socket);
+      }
+      websocket::stream<tcp::socket&> ws(own);
       // The parser's header plus whatever it buffered: hand both to the websocket.
       http::request<http::empty_body> upgrade{req.base()};
       ws.accept(upgrade, ec);
