@@ -92,24 +92,6 @@ bool is_word_char(char c) {
   return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '_';
 }
 
-std::string escape_literal(std::string_view text) {
-  static const char kHex[] = "0123456789abcdef";
-  std::string out;
-  for (char c : text) {
-    auto byte = static_cast<unsigned char>(c);
-    if (is_word_char(c)) {
-      out += c;
-    } else if (byte >= 0x21 && byte < 0x7f) {
-      out += '\\';
-      out += c;
-    } else {
-      out += "\\x";
-      out += kHex[byte >> 4];
-      out += kHex[byte & 15];
-    }
-  }
-  return out;
-}
 
 // {token: X}: X where the neighbouring characters are not [A-Za-z0-9_-], as a regex (what the
 // loops use; the engine compiles the literal X and checks the neighbours in its match callback).

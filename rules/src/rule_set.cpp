@@ -33,25 +33,6 @@ constexpr bool is_word_char(char c) {
   return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '_';
 }
 
-// Escapes every byte that is not a letter, digit or '_', so the text matches literally.
-std::string escape_literal(std::string_view text) {
-  static const char kHex[] = "0123456789abcdef";
-  std::string out;
-  for (char c : text) {
-    auto byte = static_cast<unsigned char>(c);
-    if (is_word_char(c)) {
-      out += c;
-    } else if (byte >= 0x21 && byte < 0x7f) {
-      out += '\\';
-      out += c;
-    } else {
-      out += "\\x";
-      out += kHex[byte >> 4];
-      out += kHex[byte & 15];
-    }
-  }
-  return out;
-}
 
 // A product token such as GPTBot or ChatGPT-User. The characters that continue a token are
 // letters, digits, '_' and '-': so GPTBot matches "GPTBot/1.1" and "(GPTBot;" but not
@@ -105,6 +86,25 @@ std::string expression_error(const std::string& expression, unsigned flags, bool
 std::atomic<uint64_t> next_generation{1};
 
 }  // namespace
+
+std::string escape_literal(std::string_view text) {
+  static const char kHex[] = "0123456789abcdef";
+  std::string out;
+  for (char c : text) {
+    auto byte = static_cast<unsigned char>(c);
+    if (is_word_char(c)) {
+      out += c;
+    } else if (byte >= 0x21 && byte < 0x7f) {
+      out += '\\';
+      out += c;
+    } else {
+      out += "\\x";
+      out += kHex[byte >> 4];
+      out += kHex[byte & 15];
+    }
+  }
+  return out;
+}
 
 // A path-compressed binary trie over 128-bit addresses (IPv4 as ::ffff:a.b.c.d). One walk from
 // the root yields every block containing the address, whatever the number of blocks. Addresses

@@ -86,6 +86,10 @@ class MatchScratch {
 
 struct CompileResult;
 
+// `text` escaped for Hyperscan (every byte but letters, digits and '_'), so it matches literally:
+// the form `{token: X}` compiles to. Public for the benchmark's baselines.
+std::string escape_literal(std::string_view text);
+
 class RuleSet {
  public:
   ~RuleSet();
