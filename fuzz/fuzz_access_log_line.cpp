@@ -1,18 +1,20 @@
-// libFuzzer target: the JSON-lines access-log reader that replay needs (access_log_line.h — a
-// local helper, no C++ reader exists in the tree yet), two ways:
-//  1. the input as a log line: the reader must never crash, and what it accepts must survive
-//     re-serialisation through the real writer (proxy format_jsonl) unchanged;
+// libFuzzer target: the access-log reader `crawlgate replay` uses (classifier
+// access_log_reader.h), two ways:
+//  1. the input as a log line, JSON lines and combined: the reader must never crash, and what it
+//     accepts must survive re-serialisation through the real writer (format_jsonl,
+//     format_combined) unchanged;
 //  2. the input as request fields: the real writer (format_jsonl, append_json_string) must emit
 //     one valid JSON line ending in "\n" with no raw control byte, and the reader must give the
 //     exact bytes back (method, target, header names and values; cookie/authorization values
-//     redacted) and the address, also when anonymised.
+//     redacted) and the address, also when anonymised; the same through format_combined for the
+//     request line, Referer and User-Agent.
 #include <cstdio>
 #include <cstdlib>
 #include <string>
 #include <string_view>
 #include <vector>
 
-#include "access_log_line.h"
+#include "crawlgate/classifier/access_log_reader.h"
 #include "crawlgate/proxy/access_log.h"
 
 using namespace crawlgate;
@@ -41,9 +43,9 @@ void check_written(const proxy::AccessLogEntry& entry, bool anonymize) {
     auto c = static_cast<unsigned char>(line[i]);
     CHECK(c >= 0x20 && c < 0x7f, line);  // one line, pure ASCII
   }
-  fuzz::LogRecord record;
+  LogRecord record;
   std::string error;
-  if (!fuzz::parse_access_log_line(line, record, error)) fail(("reader refused: " + error).c_str(), line);
+  if (!parse_jsonl_line(line, record, error)) fail(("reader refused: " + error).c_str(), line);
   CHECK(record.method == entry.method, line);
   CHECK(record.target == entry.target, line);
   CHECK(record.version == entry.version, line);
@@ -61,6 +63,43 @@ void check_written(const proxy::AccessLogEntry& entry, bool anonymize) {
   CHECK(record.ip == expected.to_string(), line);
 }
 
+// As the combined writer picks it: the first non-empty value.
+std::string_view first_header(const proxy::AccessLogEntry& entry, std::string_view name) {
+  for (const HeaderField& field : entry.headers) {
+    if (iequals(field.name, name) && !field.value.empty()) return field.value;
+  }
+  return {};
+}
+
+// The combined writer keeps only the request line, Referer and User-Agent; "-" stands for empty.
+void check_written_combined(const proxy::AccessLogEntry& entry) {
+  std::string line = proxy::format_combined(entry, false);
+  LogRecord record;
+  std::string error;
+  bool parsed = parse_combined_line(line, record, error);
+  // A method or target with a raw space cannot be told apart in a combined log, nor an empty
+  // one: the reader may refuse those, nothing else.
+  auto spaced = [](std::string_view s) { return s.empty() || s.find(' ') != s.npos; };
+  if (!parsed) {
+    CHECK(spaced(entry.method) || spaced(entry.target), line);
+    return;
+  }
+  if (spaced(entry.method) || spaced(entry.target)) return;
+  CHECK(record.method == entry.method, line);
+  CHECK(record.target == entry.target, line);
+  CHECK(record.version == entry.version, line);
+  CHECK(record.address == entry.client, line);
+  std::string_view user_agent = first_header(entry, "user-agent");
+  std::string_view referer = first_header(entry, "referer");
+  std::string got_user_agent, got_referer;
+  for (const auto& [name, value] : record.headers) {
+    if (name == "User-Agent") got_user_agent = value;
+    if (name == "Referer") got_referer = value;
+  }
+  if (user_agent != "-") CHECK(got_user_agent == user_agent, line);
+  if (referer != "-") CHECK(got_referer == referer, line);
+}
+
 }  // namespace
 
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
@@ -68,9 +107,9 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   const std::string text(reinterpret_cast<const char*>(data), size);
 
   // 1. The input as a line of the log.
-  fuzz::LogRecord record;
+  LogRecord record;
   std::string error;
-  if (fuzz::parse_access_log_line(text, record, error)) {
+  if (parse_jsonl_line(text, record, error)) {
     std::vector<HeaderField> fields;
     for (const auto& [name, value] : record.headers) fields.push_back({name, value});
     proxy::AccessLogEntry entry;
@@ -80,6 +119,19 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
     entry.version = record.version;
     entry.headers = fields;
     check_written(entry, false);
+  } else {
+    CHECK(!error.empty(), text);
+  }
+  if (parse_combined_line(text, record, error)) {
+    std::vector<HeaderField> fields;
+    for (const auto& [name, value] : record.headers) fields.push_back({name, value});
+    proxy::AccessLogEntry entry;
+    entry.client = entry.peer = record.address;
+    entry.method = record.method;
+    entry.target = record.target;
+    entry.version = record.version == 10 ? 10 : 11;
+    entry.headers = fields;
+    check_written_combined(entry);
   } else {
     CHECK(!error.empty(), text);
   }
@@ -116,5 +168,6 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   for (std::size_t i = 2; i + 1 < parts.size(); i += 2) fields.push_back({parts[i], parts[i + 1]});
   entry.headers = fields;
   check_written(entry, (data[0] & 2) != 0);
+  check_written_combined(entry);
   return 0;
 }

@@ -8,7 +8,7 @@ packages=(
   g++ cmake make pkg-config
   libboost1.74-dev libhyperscan-dev libyaml-cpp-dev nlohmann-json3-dev libcli11-dev
   prometheus-cpp-dev libgtest-dev libgmock-dev libbenchmark-dev libpcre2-dev
-  nginx curl python3 python3-yaml
+  nginx curl python3 python3-yaml python3-numpy python3-sklearn
   systemd prometheus logrotate debootstrap dpkg-dev file
   libhiredis-dev redis-server
 )

@@ -48,6 +48,7 @@ CLASSES = {
     "browser_automation": ("allow", "headless browser or automation tool"),
     "advertising": ("allow", "ad network or ad-verification crawler"),
     "academic": ("allow", "research crawler"),
+    "ai_stealth": ("throttle", "undeclared crawler recognised by its behaviour (behaviour: thresholds)"),
 }
 AI_CLASSES = ("ai_training", "ai_data", "ai_search", "ai_assistant", "ai_agent")
 
@@ -581,6 +582,9 @@ def verify_emitted(text, rules):
 # The documented default budget of throttled classes: one request per second per client, with a
 # burst of 10 (README, docs/config.md). Class-wide limits are the operator's choice.
 DEFAULT_LIMIT = "{rate: 1/s, burst: 10}"
+# Clients the model scores as undeclared crawlers: a budget a reader never reaches (6 pages a
+# minute sustained, 30 at once), kept per /24 and /48 because these crawlers rotate addresses.
+CLASS_LIMITS = {"ai_stealth": "{rate: 6/m, burst: 30}, ipv4_prefix: 24, ipv6_prefix: 48"}
 
 
 def emit_classes():
@@ -588,7 +592,7 @@ def emit_classes():
            "classes:"]
     w = max(len(c) for c in CLASSES)
     for c, (action, desc) in CLASSES.items():
-        limit = f", limit: {DEFAULT_LIMIT}" if action == "throttle" else ""
+        limit = f", limit: {CLASS_LIMITS.get(c, DEFAULT_LIMIT)}" if action == "throttle" else ""
         out.append(f"  {c + ':':<{w + 1}} {{action: {action}{limit}, description: {yq(desc)}}}")
     return "\n".join(out) + "\n"
 

@@ -255,7 +255,11 @@ CompiledConfig compile_configuration(const std::string& path) {
   if (result.config->behaviour.enabled) {
     // A model that does not load fails the whole config: a reload keeps the old model too.
     const BehaviourConfig& behaviour = result.config->behaviour;
-    auto loaded = Model::load_file(behaviour.model_path);
+    // The embedded config names the embedded model; a config file names a file.
+    const auto& embedded = embedded_config_files();
+    auto in_binary = path.empty() ? embedded.find(behaviour.model_path) : embedded.end();
+    auto loaded = in_binary != embedded.end() ? Model::parse(in_binary->second)
+                                              : Model::load_file(behaviour.model_path);
     if (auto* error = std::get_if<std::string>(&loaded)) {
       result.errors.push_back(ConfigError{behaviour.model_where.file, behaviour.model_where.line,
                                           behaviour.model_where.column,
@@ -270,7 +274,8 @@ CompiledConfig compile_configuration(const std::string& path) {
 
 BuildResult build_from_config(const std::string& path, const Overrides& overrides,
                               std::uint64_t generation, metrics::Metrics* metrics,
-                              std::shared_ptr<proxy::ThrottleState>* throttle) {
+                              std::shared_ptr<proxy::ThrottleState>* throttle,
+                              const Clock& clock) {
   BuildResult result;
   CompiledConfig compiled = compile_configuration(path);
   if (!compiled.ok()) {
@@ -294,8 +299,7 @@ BuildResult build_from_config(const std::string& path, const Overrides& override
   if (throttle) {
     // The client table outlives reloads; its size is fixed by the first config.
     if (!*throttle) {
-      *throttle = std::make_shared<proxy::ThrottleState>(settings.throttle,
-                                                         SteadyClock::instance());
+      *throttle = std::make_shared<proxy::ThrottleState>(settings.throttle, clock);
     }
     parts.throttle = *throttle;
   }
@@ -353,6 +357,26 @@ int main(int argc, char** argv) {
   explain->add_option("--header", explain_options.headers,
                       "Another header, 'Name: value'; repeatable");
 
+  ReplayOptions replay_options;
+  CLI::App* replay = cli.add_subcommand(
+      "replay",
+      "Run an access log through the rules, features, model and limits offline, in the log's own "
+      "time, and print what crawlgate would have done per class, rule and client");
+  replay->add_option("log", replay_options.log_path, "Access log (JSON lines or combined)")
+      ->required()
+      ->check(CLI::ExistingFile);
+  replay->add_option("-c,--config", replay_options.config_path,
+                     "YAML config file (default: embedded config)")
+      ->check(CLI::ExistingFile);
+  replay->add_option("--format", replay_options.format,
+                     "combined, jsonl, or auto (the first line decides; default)")
+      ->check(CLI::IsMember({"auto", "combined", "jsonl"}));
+  replay->add_option("--decisions", replay_options.decisions_path,
+                     "Write one line per log line: line<TAB>class<TAB>action<TAB>score<TAB>rule");
+  replay->add_option("--top", replay_options.top, "Rows per summary table (default 10)");
+  replay->add_flag("!--no-progress", replay_options.progress,
+                   "No progress bar (it is drawn only when stderr is a terminal)");
+
   try {
     cli.parse(argc, argv);
   } catch (const CLI::ParseError& e) {
@@ -361,6 +385,7 @@ int main(int argc, char** argv) {
   if (run->parsed()) return run_command(config_path, overrides);
   if (check->parsed()) return check_command(check_path);
   if (explain->parsed()) return explain_command(explain_options);
+  if (replay->parsed()) return replay_command(replay_options);
   return 0;
 }
 

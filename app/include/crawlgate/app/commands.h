@@ -1,5 +1,5 @@
-// The crawlgate command line. `run`, `check` (and later `explain`, `replay`) share one config
-// loader, so what `check` accepts is exactly what `run` will run.
+// The crawlgate command line. `run`, `check`, `explain` and `replay` share one config loader, so
+// what `check` accepts is exactly what `run` will run.
 #pragma once
 
 #include <map>
@@ -8,6 +8,7 @@
 #include <string>
 #include <vector>
 
+#include "crawlgate/classifier/clock.h"
 #include "crawlgate/proxy/pipeline.h"
 #include "crawlgate/proxy/throttle_stage.h"
 #include "crawlgate/rules/config.h"
@@ -51,10 +52,23 @@ struct BuildResult {
   std::vector<std::string> errors;
 };
 // `throttle`: the process's client table and buckets, created from the first config loaded when
-// it points to null; without it (check, explain) no limits are enforced.
+// it points to null, on `clock` (replay passes the log's time); without it (check) no limits are
+// enforced.
 BuildResult build_from_config(const std::string& path, const Overrides& overrides,
                               std::uint64_t generation, metrics::Metrics* metrics = nullptr,
-                              std::shared_ptr<proxy::ThrottleState>* throttle = nullptr);
+                              std::shared_ptr<proxy::ThrottleState>* throttle = nullptr,
+                              const Clock& clock = SteadyClock::instance());
+
+// `crawlgate replay`: a log through the same stages, offline, in the log's own time.
+struct ReplayOptions {
+  std::string log_path;
+  std::string config_path;     // empty: the embedded default config
+  std::string format = "auto";  // auto, jsonl, combined
+  std::string decisions_path;  // --decisions: one TSV line per input line
+  std::size_t top = 10;        // rows per summary table
+  bool progress = true;        // a progress bar on stderr when it is a terminal
+};
+int replay_command(const ReplayOptions& options);
 
 int main(int argc, char** argv);
 
