@@ -225,9 +225,11 @@ TEST(Binary, DefaultConfigDeniesAiCrawlersAndLetsEveryBrowserThrough) {
   TestBackend backend;
   uint16_t port = free_port();
   uint16_t admin = free_port();
+  // Trusting loopback's X-Forwarded-For lets each browser below be its own client.
   Child proxy({"run", "--listen", "127.0.0.1:" + std::to_string(port), "--admin",
                "127.0.0.1:" + std::to_string(admin), "--upstream",
-               "http://127.0.0.1:" + std::to_string(backend.port())});
+               "http://127.0.0.1:" + std::to_string(backend.port()), "--trusted-proxy",
+               "127.0.0.1/32"});
   ASSERT_TRUE(wait_until_ready(admin)) << proxy.err();
 
   const std::vector<std::pair<std::string, std::string>> denied = {
@@ -260,10 +262,18 @@ TEST(Binary, DefaultConfigDeniesAiCrawlersAndLetsEveryBrowserThrough) {
   int requests_before = backend.requests();
   RawClient browser_client(port);
   std::size_t allowed = 0;
+  int visitor = 0;
   for (const std::string& agent : browsers) {
+    // One request per browser, each from its own /24: no signature may match a browser, and the
+    // behaviour model (on in the default config) never refuses a client's first request. 952
+    // requests from one address with only a User-Agent would rightly be throttled as a crawler.
+    ++visitor;
+    std::string client = "10." + std::to_string(visitor / 250) + "." +
+                         std::to_string(visitor % 250) + ".1";
     // get_request already sends a User-Agent; build the request by hand to send exactly one.
     browser_client.send("GET /wiki/Main_Page HTTP/1.1\r\nHost: test.local\r\nUser-Agent: " +
-                        agent + "\r\nAccept: text/html\r\n\r\n");
+                        agent + "\r\nAccept: text/html\r\nX-Forwarded-For: " + client +
+                        "\r\n\r\n");
     auto response = browser_client.read_response();
     ASSERT_TRUE(response) << agent;
     EXPECT_EQ(response->status, 200) << agent;

@@ -52,8 +52,10 @@ struct Replay {
 
 Replay replay(const std::string& log, std::vector<std::string> extra = {},
               const std::string& config = kConfig) {
+  // ctest runs each test in its own process, concurrently: names carry the test's name.
   static int serial = 0;
-  std::string id = std::to_string(++serial);
+  std::string id = std::string(::testing::UnitTest::GetInstance()->current_test_info()->name()) +
+                   "-" + std::to_string(++serial);
   std::string config_path = temp_file("replay-config-" + id + ".yaml", config);
   std::string log_path = temp_file("replay-log-" + id + ".log", log);
   std::string decisions_path = temp_file("replay-decisions-" + id + ".tsv", "stale\n");

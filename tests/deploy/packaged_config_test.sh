@@ -1,13 +1,17 @@
 #!/usr/bin/env bash
 # deploy/config/crawlgate.yaml (installed as /etc/crawlgate/crawlgate.yaml) checks with the rule
-# files where the package puts them, here replaced by the repository's rules/default, in a
-# directory laid out like /etc/crawlgate (with an empty conf.d/, then with a local rule in it).
+# files and the model where the package puts them, here replaced by the repository's
+# rules/default and classifier/models, in a directory laid out like /etc/crawlgate (with an
+# empty conf.d/, then with a local rule in it).
 #   packaged_config_test.sh SOURCE_DIR CRAWLGATE_BINARY
 set -euo pipefail
 SRC="${1:?source dir}"; BIN="${2:?binary}"
 TMP="$(mktemp -d)"; trap 'rm -rf "$TMP"' EXIT
 mkdir -p "$TMP/etc/conf.d"
-sed "s#/usr/share/crawlgate/rules#$SRC/rules/default#g" "$SRC/deploy/config/crawlgate.yaml" >"$TMP/etc/crawlgate.yaml"
+sed -e "s#/usr/share/crawlgate/rules#$SRC/rules/default#g" \
+    -e "s#/usr/share/crawlgate/models#$SRC/classifier/models#g" \
+    "$SRC/deploy/config/crawlgate.yaml" >"$TMP/etc/crawlgate.yaml"
+grep -q '^behaviour:' "$TMP/etc/crawlgate.yaml"
 grep -q '^include:' "$TMP/etc/crawlgate.yaml"
 for want in 'listen: 127.0.0.1:8080' 'upstream: http://127.0.0.1:8081' 'admin: 127.0.0.1:9464' \
             '  path: /var/log/crawlgate/access.log'; do
