@@ -71,6 +71,26 @@ bool is_token_list(std::string_view list) {
 
 HeadError bad(std::string reason, int status = 400) { return HeadError{status, std::move(reason)}; }
 
+// "gzip, chunked": codings crawlgate does not implement, then a final chunked. The framing is
+// clear, only the coding is not supported: 501 (RFC 9112 §6.1). Chunked not last, applied twice
+// or next to an empty element leaves the framing in doubt instead: that stays 400 (§6.3).
+bool is_other_coding_then_chunked(std::string_view list) {
+  std::size_t codings = 0;
+  std::size_t chunked = 0;
+  std::string_view last;
+  while (true) {
+    std::size_t comma = list.find(',');
+    std::string_view element = trim_ows(list.substr(0, comma));
+    if (!is_token(element)) return false;
+    ++codings;
+    if (iequals(element, "chunked")) ++chunked;
+    last = element;
+    if (comma == std::string_view::npos) break;
+    list.remove_prefix(comma + 1);
+  }
+  return codings >= 2 && chunked == 1 && iequals(last, "chunked");
+}
+
 // Splits one line ending in CRLF off `rest`. A bare LF or a CR not followed by LF is an error.
 std::optional<HeadError> take_line(std::string_view& rest, std::string_view& line) {
   std::size_t lf = rest.find('\n');
@@ -205,11 +225,15 @@ std::optional<HeadError> parse_request_head(std::string_view head, RequestHead& 
   std::string_view line;
   if (auto error = take_line(head, line)) return error;
   if (auto error = parse_request_line(line, out)) return error;
+  // A reverse proxy has no tunnel to offer, and a backend that honoured a forwarded CONNECT
+  // would turn a pooled upstream connection into one.
+  if (out.method == "CONNECT") return bad("CONNECT is not supported", 501);
   if (auto error = classify_target(out)) return error;
 
   bool saw_host = false;
   bool saw_user_agent = false;
   int transfer_encoding_fields = 0;
+  bool unsupported_coding = false;
   std::string_view upgrade_value;
   std::string_view connection_values[8];
   std::size_t connection_count = 0;
@@ -242,7 +266,12 @@ std::optional<HeadError> parse_request_head(std::string_view head, RequestHead& 
       if (auto error = parse_content_length(value, out)) return error;
     } else if (iequals(name, "transfer-encoding")) {
       ++transfer_encoding_fields;
-      if (!iequals(value, "chunked")) return bad("unsupported Transfer-Encoding");
+      if (is_other_coding_then_chunked(value)) {
+        // Answered after the framing checks below, which take precedence (they close too).
+        unsupported_coding = true;
+      } else if (!iequals(value, "chunked")) {
+        return bad("unsupported Transfer-Encoding");
+      }
       out.chunked = true;
     } else if (iequals(name, "proxy-connection")) {
       // Not standard, but Beast checks it as a token list: so do we, before forwarding anything.
@@ -269,6 +298,7 @@ std::optional<HeadError> parse_request_head(std::string_view head, RequestHead& 
   if (out.chunked && out.version == 10) return bad("Transfer-Encoding in an HTTP/1.0 request");
   if (out.chunked && out.content_length) return bad("both Content-Length and Transfer-Encoding");
   if (out.version == 11 && !saw_host) return bad("missing Host");
+  if (unsupported_coding) return bad("unsupported transfer coding", 501);
 
   for (std::size_t i = 0; i < connection_count; ++i) {
     for_each_list_element(connection_values[i], [&](std::string_view token) {
@@ -277,7 +307,9 @@ std::optional<HeadError> parse_request_head(std::string_view head, RequestHead& 
       } else if (iequals(token, "keep-alive")) {
         out.connection_keep_alive = true;
       } else if (iequals(token, "upgrade")) {
-        out.connection_upgrade = !upgrade_value.empty();
+        // WebSocket only. Any other protocol (h2c) is dropped with the hop-by-hop fields: a
+        // backend that switched to it would give the client a tunnel past every rule.
+        out.connection_upgrade = iequals(upgrade_value, "websocket");
       }
       out.connection_tokens.push_back(token);
     });

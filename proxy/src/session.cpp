@@ -572,13 +572,33 @@ class Session : public std::enable_shared_from_this<Session> {
     if (request_parser_->is_done()) return write_request_body(0);
     request_parser_->get().body().data = relay_buffer_.get();
     request_parser_->get().body().size = kRelayBufferSize;
-    client_.expires_after(settings().timeouts.body_read);
+    start_body_timer();
     http::async_read_some(client_, buffer_, *request_parser_,
                           beast::bind_front_handler(&Session::on_request_body_read,
                                                     shared_from_this()));
   }
 
+  // Like the head timer: tcp_stream's expiry would close the socket and the 408 below could
+  // never be sent. Each read gets its own generation, so a late expiry cannot cancel the next.
+  void start_body_timer() {
+    client_.expires_never();
+    std::uint64_t generation = ++body_timer_generation_;
+    body_timer_.expires_after(settings().timeouts.body_read);
+    body_timer_.async_wait([self = shared_from_this(), generation](error_code ec) {
+      if (ec || generation != self->body_timer_generation_) return;
+      self->body_timed_out_ = true;
+      error_code ignored;
+      self->client_.socket().cancel(ignored);
+    });
+  }
+
   void on_request_body_read(error_code ec, std::size_t) {
+    ++body_timer_generation_;
+    body_timer_.cancel();
+    if (body_timed_out_) {
+      body_timed_out_ = false;
+      if (ec == net::error::operation_aborted) ec = beast::error::timeout;
+    }
     if (ec == http::error::need_buffer) ec = {};
     if (ec == http::error::body_limit) {
       close_upstream();
@@ -591,8 +611,11 @@ class Session : public std::enable_shared_from_this<Session> {
         close_upstream();
         return respond_error(408, "The request body was not received in time.", true);
       }
-      if (ec == http::error::bad_chunk || ec == http::error::bad_chunk_extension ||
-          ec == http::error::bad_transfer_encoding) {
+      // Any other parse error is a malformed chunked body: a bad chunk line, or a trailer that
+      // is not a field (a request line after "0\r\n") or that carries Content-Length. Only the
+      // client ending the connection mid-body leaves nobody to answer.
+      if (ec.category() == http::make_error_code(http::error::bad_chunk).category() &&
+          ec != http::error::partial_message && ec != http::error::end_of_stream) {
         close_upstream();
         server_.stats.bad_requests.fetch_add(1, std::memory_order_relaxed);
         return respond_error(400, "The chunked request body is malformed.", true);
@@ -957,6 +980,8 @@ class Session : public std::enable_shared_from_this<Session> {
 
   void close() {
     stop_head_timer();
+    ++body_timer_generation_;
+    body_timer_.cancel();
     hold_timer_.cancel();
     hold_.reset();
     error_code ignored;
@@ -1023,6 +1048,9 @@ class Session : public std::enable_shared_from_this<Session> {
   bool head_timer_armed_ = false;
   bool head_timed_out_ = false;
   net::steady_timer head_timer_{worker_.ioc};
+  net::steady_timer body_timer_{worker_.ioc};
+  std::uint64_t body_timer_generation_ = 0;
+  bool body_timed_out_ = false;
 
   // Per request.
   std::shared_ptr<const Snapshot> snapshot_ = server_.load_snapshot();

@@ -57,6 +57,7 @@ INSTANTIATE_TEST_SUITE_P(
     ::testing::Values(
         RejectCase{"te_not_chunked", "POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: gzip\r\n\r\n", 400},
         RejectCase{"te_list", "POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked, gzip\r\n\r\n", 400},
+        RejectCase{"te_gzip_chunked", "POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: gzip, chunked\r\n\r\n", 501},
         RejectCase{"te_xchunked", "POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: xchunked\r\n\r\n", 400},
         RejectCase{"te_twice", "POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\nTransfer-Encoding: chunked\r\n\r\n", 400},
         RejectCase{"te_and_cl", "POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 3\r\nTransfer-Encoding: chunked\r\n\r\n", 400},
@@ -77,7 +78,8 @@ INSTANTIATE_TEST_SUITE_P(
         RejectCase{"http12", "GET / HTTP/1.2\r\nHost: a\r\n\r\n", 505},
         RejectCase{"lowercase_version", "GET / http/1.1\r\nHost: a\r\n\r\n", 400},
         RejectCase{"asterisk_get", "GET * HTTP/1.1\r\nHost: a\r\n\r\n", 400},
-        RejectCase{"authority_form", "CONNECT example.org:443 HTTP/1.1\r\nHost: a\r\n\r\n", 400},
+        RejectCase{"authority_form", "GET example.org:443 HTTP/1.1\r\nHost: a\r\n\r\n", 400},
+        RejectCase{"connect", "CONNECT example.org:443 HTTP/1.1\r\nHost: a\r\n\r\n", 501},
         RejectCase{"expect_other", "GET / HTTP/1.1\r\nHost: a\r\nExpect: something\r\n\r\n", 417},
         RejectCase{"bad_method", "G(T / HTTP/1.1\r\nHost: a\r\n\r\n", 400},
         RejectCase{"two_user_agents", "GET / HTTP/1.1\r\nHost: a\r\nUser-Agent: Mozilla/5.0\r\nUser-Agent: GPTBot/1.2\r\n\r\n", 400},

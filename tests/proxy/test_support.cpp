@@ -128,9 +128,13 @@ void TestBackend::accept_loop() {
     acceptor_.accept(*socket, ec);
     if (ec || stopping_) return;
     connections_++;
+    serving_++;  // before the thread starts, so that settled_requests never sees a gap
     std::lock_guard lock(mutex_);
     sockets_.push_back(socket);
-    threads_.emplace_back([this, socket] { serve(socket); });
+    threads_.emplace_back([this, socket] {
+      serve(socket);
+      serving_--;
+    });
   }
 }
 
@@ -278,6 +282,28 @@ void TestBackend::serve(std::shared_ptr<tcp::socket> socket) {
       return;
     }
   }
+}
+
+int TestBackend::settled_requests(std::chrono::milliseconds limit) {
+  // Connections are accepted in the order they were made: once a connection of our own has been
+  // answered, every earlier one has been accepted and counted in serving_.
+  {
+    tcp::socket sentinel(ioc_);
+    sentinel.connect(tcp::endpoint(net::ip::make_address("127.0.0.1"), port_));
+    set_receive_timeout(sentinel, 10);
+    sentinels_++;
+    net::write(sentinel, net::buffer(std::string_view(
+                             "GET /-sentinel HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")));
+    beast::flat_buffer buffer;
+    http::response<http::string_body> res;
+    beast::error_code ec;
+    http::read(sentinel, buffer, res, ec);
+  }
+  auto deadline = std::chrono::steady_clock::now() + limit;
+  while (serving_.load() > 0 && std::chrono::steady_clock::now() < deadline) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(5));
+  }
+  return requests_.load() - sentinels_.load();
 }
 
 ServerSettings test_settings() {

@@ -27,7 +27,7 @@ struct RequestHead {
   bool expect_continue = false;
   bool connection_close = false;
   bool connection_keep_alive = false;
-  bool connection_upgrade = false;  // "Connection: upgrade" together with an Upgrade header
+  bool connection_upgrade = false;  // "Connection: upgrade" together with "Upgrade: websocket"
   std::vector<std::string_view> connection_tokens;  // names a client marked hop-by-hop
   std::size_t head_size = 0;  // bytes of the head including the final empty line
 
@@ -38,7 +38,7 @@ struct RequestHead {
 };
 
 struct HeadError {
-  int status = 400;    // 400, 417, 431 or 505
+  int status = 400;    // 400, 417, 431, 501 or 505
   std::string reason;  // for the log and the error page; never echoes raw client bytes
 };
 
