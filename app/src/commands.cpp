@@ -192,6 +192,7 @@ int explain_command(const ExplainOptions& options) {
   }
   proxy::RequestContext context;
   context.request_id = "explain";
+  context.explain = true;
   proxy::StageVerdict verdict = proxy::run_pipeline_offline(snapshot, request, context);
   std::printf("decision: class=%s rule=%s action=%s enforced=%s -> %s\n",
               context.traffic_class.empty() ? "-" : context.traffic_class.c_str(),
@@ -208,6 +209,9 @@ int explain_command(const ExplainOptions& options) {
   }
   if (context.score >= 0) {
     std::printf("behaviour score: %.4f (as this client's first request)\n", context.score);
+    if (!context.top_features.empty()) {
+      std::printf("features pushing it up (raw-score units): %s\n", context.top_features.c_str());
+    }
   }
   return 0;
 }

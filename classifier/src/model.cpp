@@ -1,8 +1,10 @@
 // Model loading (complete validation, errors named by JSON path) and flattened tree inference.
 #include "crawlgate/classifier/model.h"
 
+#include <algorithm>
 #include <cerrno>
 #include <cmath>
+#include <cstdio>
 #include <cstring>
 #include <fstream>
 #include <nlohmann/json.hpp>
@@ -135,6 +137,7 @@ class ModelParser {
     for (std::size_t t = 0; t < trees.size(); ++t) {
       add_tree(*model, trees[t], child("$.trees", t), map);
     }
+    model->compute_expectations();
     return model;
   }
 
@@ -277,6 +280,54 @@ double Model::raw_score(const FeatureVector& x) const {
     sum += n->value;
   }
   return sum;
+}
+
+void Model::compute_expectations() {
+  // Children come after their parent in nodes_ (breadth-first per tree), so one backward pass
+  // sees both children of a split before the split.
+  expected_.assign(nodes_.size(), 0.0);
+  for (std::size_t i = nodes_.size(); i-- > 0;) {
+    const Node& n = nodes_[i];
+    expected_[i] = n.feature < 0 ? n.value : (expected_[n.left] + expected_[n.left + 1]) / 2;
+  }
+  expected_sum_ = 0;
+  for (uint32_t root : roots_) expected_sum_ += expected_[root];
+}
+
+Model::Contributions Model::contributions(const FeatureVector& x) const {
+  Contributions out{};
+  const Node* nodes = nodes_.data();
+  const double* v = x.values.data();
+  for (uint32_t root : roots_) {
+    const Node* n = nodes + root;
+    while (n->feature >= 0) {
+      const Node* next = step(nodes, n, v);
+      out[static_cast<std::size_t>(n->feature)] +=
+          expected_[static_cast<std::size_t>(next - nodes)] -
+          expected_[static_cast<std::size_t>(n - nodes)];
+      n = next;
+    }
+  }
+  return out;
+}
+
+std::string Model::top_features(const FeatureVector& x, std::size_t n) const {
+  Contributions shares = contributions(x);
+  std::array<std::size_t, FeatureVector::kSize> order;
+  for (std::size_t i = 0; i < order.size(); ++i) order[i] = i;
+  n = std::min(n, order.size());
+  std::partial_sort(order.begin(), order.begin() + static_cast<std::ptrdiff_t>(n), order.end(),
+                    [&](std::size_t a, std::size_t b) { return shares[a] > shares[b]; });
+  std::string text;
+  for (std::size_t k = 0; k < n; ++k) {
+    double share = shares[order[k]];
+    if (share <= 0) break;
+    char number[32];
+    std::snprintf(number, sizeof number, "%+.2f", share);
+    if (!text.empty()) text.push_back(',');
+    text.append(FeatureVector::names()[order[k]]).append(number);
+  }
+  return text;
 }
 
 double Model::apply_link(double raw) const {

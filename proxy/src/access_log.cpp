@@ -123,6 +123,10 @@ std::string format_jsonl(const AccessLogEntry& entry, bool with_headers, bool an
       line.append(",\"score\":");
       append_double(line, context->score, 4);
     }
+    if (!context->top_features.empty()) {
+      line.append(",\"top\":");
+      append_json_string(line, context->top_features);
+    }
     if (!context->action.empty()) {
       line.append(",\"action\":");
       append_json_string(line, context->action);

@@ -2,6 +2,8 @@
 
 #include "crawlgate/proxy/signature_stage.h"
 
+#include <algorithm>
+
 namespace crawlgate::proxy {
 
 BehaviourStage::BehaviourStage(const Config& config, std::shared_ptr<const Model> model,
@@ -12,6 +14,10 @@ BehaviourStage::BehaviourStage(const Config& config, std::shared_ptr<const Model
     thresholds_.push_back(Threshold{threshold.min_score, threshold.class_name,
                                     cls ? cls->action : Action::kAllow,
                                     cls ? cls->deny : DenyResponse{}});
+  }
+  lowest_threshold_ = 2;  // above any logistic score
+  for (const Threshold& threshold : thresholds_) {
+    lowest_threshold_ = std::min(lowest_threshold_, threshold.min_score);
   }
   // Any UA can claim to be Googlebot or an archiver: such a claim is allowed, not exempt.
   claim_only_rules_.resize(config.rules.size());
@@ -31,6 +37,10 @@ StageVerdict BehaviourStage::evaluate(const RequestView& request, RequestContext
   FeatureVector features = table_.update(request, -1, clock_.now());
   double score = model_->score(features);
   context.score = score;
+  // Attribution costs one more walk of the trees: only for flagged clients (rare) or on demand.
+  if (context.explain || (!thresholds_.empty() && score >= lowest_threshold_)) {
+    context.top_features = model_->top_features(features);
+  }
   for (const Threshold& threshold : thresholds_) {
     if (score < threshold.min_score) continue;
     context.traffic_class = threshold.class_name;

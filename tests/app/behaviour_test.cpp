@@ -103,6 +103,8 @@ TEST(Behaviour, StealthyBrowserClaimsAreThrottledAndRealBrowsersAreNot) {
   }
   EXPECT_NE(log.find("\"score\":"), std::string::npos);
   EXPECT_NE(log.find("\"class\":\"ai_stealth\""), std::string::npos);
+  // ... and why: the one feature of this model moved the raw score from its mean 0 to +8.
+  EXPECT_NE(log.find("\"top\":\"missing_browser_headers+8.00\""), std::string::npos) << log;
   ::kill(proxy.pid(), SIGTERM);
   EXPECT_EQ(proxy.wait(), 0);
 }

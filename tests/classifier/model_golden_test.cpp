@@ -50,6 +50,14 @@ TEST(ModelGolden, CommittedModelAgreesWithPythonOnTheGoldenSet) {
     }
     double expected = std::stod(fields.back());
     double actual = model.score(x);
+    // The attribution behind "top" in the access log adds up to the raw score exactly.
+    Model::Contributions shares = model.contributions(x);
+    double sum = model.base_score() + model.expected_sum();
+    for (double share : shares) sum += share;
+    EXPECT_NEAR(sum, model.raw_score(x), 1e-9) << "row " << rows + 1;
+    if (actual >= 0.954) {
+      EXPECT_FALSE(model.top_features(x).empty()) << "row " << rows + 1;
+    }
     worst = std::max(worst, std::fabs(actual - expected));
     EXPECT_NEAR(actual, expected, 1e-9) << "row " << rows + 1;
     ++rows;

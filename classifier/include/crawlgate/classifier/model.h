@@ -2,6 +2,7 @@
 // (docs/model.md, "Model file format"), flattened into arrays for inference.
 #pragma once
 
+#include <array>
 #include <cstdint>
 #include <map>
 #include <memory>
@@ -33,6 +34,16 @@ class Model {
   double raw_score(const FeatureVector& x) const;
   double apply_link(double raw) const;
 
+  // Why a score is what it is: each feature's share of raw_score (Saabas' path attribution).
+  // Along each tree's path, a split's feature is credited with the change of the expected leaf
+  // value from the node to the child taken, children weighted equally (the file has no node
+  // counts). Exact: raw_score(x) == base_score() + expected_sum() + the sum of the shares.
+  using Contributions = std::array<double, FeatureVector::kSize>;
+  Contributions contributions(const FeatureVector& x) const;
+  double expected_sum() const { return expected_sum_; }
+  // The `n` features that pushed the score up most, "name+1.23,name+0.45" (raw-score units).
+  std::string top_features(const FeatureVector& x, std::size_t n = 3) const;
+
   std::size_t tree_count() const { return roots_.size(); }
   std::size_t node_count() const { return nodes_.size(); }
   Link link() const { return link_; }
@@ -54,7 +65,11 @@ class Model {
  private:
   Model() = default;
 
+  void compute_expectations();
+
   std::vector<Node> nodes_;
+  std::vector<double> expected_;  // per node: the mean of its children's, a leaf's own value
+  double expected_sum_ = 0;       // the sum of every root's expected value
   std::vector<uint32_t> roots_;
   double base_score_ = 0;
   Link link_ = Link::logistic;

@@ -50,6 +50,10 @@ struct RequestContext {
   bool enforced = true;
   std::uint32_t rule_index = UINT32_MAX;  // the deciding rule's index in the RuleSet
   double score = -1;                      // the behavioural model's score; < 0 when not scored
+  // The features that pushed a score over a threshold most ("name+1.23,..."), for the access log;
+  // also below the thresholds when `explain` is set (crawlgate explain).
+  std::string top_features;
+  bool explain = false;
   std::string shadow_rule;                // a shadow-mode rule that matched before the decision
   std::uint32_t shadow_rule_index = UINT32_MAX;
   std::string answered_by;                // the stage that answered locally, if any
