@@ -154,6 +154,29 @@ TEST_F(ProxyTest, PipelinedRequestsAreAnsweredInOrder) {
   }
 }
 
+// Pipelining is bounded by design: a connection's requests are handled one at a time, the next
+// head is read only after the previous answer is written, and unread bytes wait in the kernel,
+// not in crawlgate. A flood of 500 pipelined requests holds one upstream connection, in order.
+TEST_F(ProxyTest, PipelinedFloodIsServedOneAtATimeOnOneUpstreamConnection) {
+  start([] {
+    auto settings = test_settings();
+    settings.threads = 1;
+    return settings;
+  }());
+  RawClient client(port());
+  std::string flood;
+  constexpr int kRequests = 500;
+  for (int i = 0; i < kRequests; ++i) flood += get_request("/f" + std::to_string(i));
+  client.send(flood);
+  for (int i = 0; i < kRequests; ++i) {
+    auto response = client.read_response();
+    ASSERT_TRUE(response) << "answer " << i;
+    ASSERT_EQ(response->body, "ok /f" + std::to_string(i));
+  }
+  EXPECT_EQ(backend_.requests(), kRequests);
+  EXPECT_EQ(backend_.connections(), 1);
+}
+
 TEST_F(ProxyTest, HopByHopHeadersAreRemoved) {
   start();
   auto response = request(port(), get_request("/echo", "Connection: keep-alive, X-Private\r\n"
