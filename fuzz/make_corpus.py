@@ -142,6 +142,16 @@ def access_log():
         if i % 2:
             line += ',"class":"ai_training","rule":"openai-gptbot","action":"deny","enforced":true'
         write("fuzz_access_log_line", (line + "}\n").encode("ascii"))
+    # Combined lines (nginx/Apache), as crawlgate replay --format combined reads them.
+    combined = [
+        '203.0.113.9 - - [07/Dec/2026:10:00:00 +0000] "GET /wiki/Main_Page HTTP/1.1" 200 5120 "-" "%s"\n' % uas[0],
+        '2001:db8::1 - alice [31/Jan/1999:23:59:60 -0930] "HEAD / HTTP/1.0" 304 - "https://x.example/\\x22" "curl/8"\n',
+        '198.51.100.7 - - [01/Mar/2024:00:00:00 +0100] "GET /a?q=\\x22\\xFF\\\\ HTTP/1.1" 404 0 "-" "-" "10.0.0.1"\n',
+        '192.0.2.1 - - [07/Dec/2026:10:00:02 +0000] "-" 400 0 "-" "-"\n',
+        '192.0.2.1 - - [07/Dec/2026:10:00:03 +0000] "GET /common-log-format HTTP/1.1" 200 12\n',
+    ]
+    for line in combined:
+        write("fuzz_access_log_line", line.encode("latin-1"))
     # Second mode of the target: flag byte, 16 address bytes, then NUL-separated fields.
     for flags in range(8):
         addr = bytes([203, 0, 113, 7] + [0] * 12) if flags % 2 == 0 else bytes.fromhex("20010db8000000000000000000000001")
