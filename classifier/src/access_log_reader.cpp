@@ -301,10 +301,12 @@ bool parse_combined_line(std::string_view line, LogRecord& out, std::string& err
     error = "no status and bytes after the request line";
     return false;
   }
-  if (!parse_digits(status_text, out.status) || out.status < 100 || out.status > 999) {
-    error = "status is not a three-digit number";
+  // 0 (or "000") is what a server logs for a request it never answered: status unknown.
+  if (status_text.size() > 3 || !parse_digits(status_text, out.status)) {
+    error = "status is not a number of at most three digits";
     return false;
   }
+  if (out.status < 100) out.status = -1;
   if (bytes_text != "-" && !parse_digits(bytes_text, out.bytes)) {
     error = "bytes is neither a number nor -";
     return false;
