@@ -378,7 +378,8 @@ int main(int argc, char** argv) {
   replay->add_option("--decisions", replay_options.decisions_path,
                      "Write one line per log line: line<TAB>class<TAB>action<TAB>score<TAB>rule");
   replay->add_option("--top", replay_options.top, "Rows per summary table (default 10)");
-  replay->add_flag("!--no-progress", replay_options.progress,
+  bool no_progress = false;
+  replay->add_flag("--no-progress", no_progress,
                    "No progress bar (it is drawn only when stderr is a terminal)");
 
   try {
@@ -389,7 +390,10 @@ int main(int argc, char** argv) {
   if (run->parsed()) return run_command(config_path, overrides);
   if (check->parsed()) return check_command(check_path);
   if (explain->parsed()) return explain_command(explain_options);
-  if (replay->parsed()) return replay_command(replay_options);
+  if (replay->parsed()) {
+    replay_options.progress = !no_progress;
+    return replay_command(replay_options);
+  }
   return 0;
 }
 
