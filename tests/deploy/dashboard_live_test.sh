@@ -52,6 +52,11 @@ classes:
   ai_search: {action: throttle, limit: {rate: 1/h, burst: 3}}
   ai_data: {action: tarpit, limit: {rate: 1/h, burst: 1}}
   ai_assistant: {action: throttle, limit: {rate: 1/h, burst: 100}}
+  ai_stealth: {action: throttle, limit: {rate: 1/h, burst: 100000}}
+behaviour:
+  model: $SRC/classifier/models/crawlgate-model.json
+  thresholds:
+    - {min_score: 0.954, class: ai_stealth}
 rules:
   - name: gptbot
     class: ai_training
