@@ -11,7 +11,10 @@
 # Environment (all bounded):
 #   CRAWLGATE_BIN   crawlgate binary (default build/app/crawlgate)
 #   CRAWLGATE_ARGS  extra arguments for 'crawlgate run' (word-split), e.g. --config FILE
-#   CRAWLGATE_ACCESS_LOG  0 (default): default rules, access log off; 1: embedded default config
+#   CRAWLGATE_ACCESS_LOG  0 (default): default rules, access log off; 1: the embedded default
+#                   config (access log to stdout, behaviour model in shadow mode)
+#   CRAWLGATE_BEHAVIOUR   1: with CRAWLGATE_ACCESS_LOG=0, also score every request with the
+#                   behavioural model, in shadow mode (default 0: rules and limits only)
 #   PEERS           which peers, default "direct nginx haproxy crawlgate"
 #   TARGET          request path, default /wiki/Web_crawler (13 KB page)
 #   DURATION        part 1: seconds per wrk run (1..120, default 10)
@@ -229,7 +232,19 @@ crawlgate_config() {
         return 0
     }
     if [[ "${CRAWLGATE_ACCESS_LOG:-0}" == 1 ]]; then
-        CRAWLGATE_CONFIG_DESC="embedded default config, access log on (to a file)"
+        # The embedded default config scores every request; enforced, it would throttle the one
+        # address the load comes from after its burst. Shadow mode keeps the cost, not the 429s.
+        sed -e 's/^  enforce: true/  enforce: false/' \
+            -e "s#^  model: crawlgate-model.json#  model: $ROOT/classifier/models/crawlgate-model.json#" \
+            "$rules/crawlgate.yaml" >"$cfg"
+        cp "$rules/classes.yaml" "$rules/ai-crawlers.yaml" "$rules/known-bots.yaml" "$TMP/"
+        if out="$("$CRAWLGATE_BIN" check --config "$cfg" 2>&1)"; then
+            CRAWLGATE_CONFIG_ARGS=(--config "$cfg")
+            CRAWLGATE_CONFIG_DESC="the embedded default config (access log on, behaviour in shadow mode)"
+        else
+            CRAWLGATE_CONFIG_DESC="embedded default config, access log on (behaviour enforced: expect 429s)"
+            log "crawlgate check rejected the shadow copy of the default config: $out"
+        fi
         return 0
     fi
     for f in classes ai-crawlers known-bots; do [[ -f "$rules/$f.yaml" ]] || return 0; done
@@ -239,9 +254,21 @@ access_log:
   path: ""
 include: [$rules/classes.yaml, $rules/ai-crawlers.yaml, $rules/known-bots.yaml]
 EOF2
+    if [[ "${CRAWLGATE_BEHAVIOUR:-0}" == 1 ]]; then
+        # Every benchmark request is scored (features + model), in shadow mode: one address at
+        # tens of thousands of requests/s is a crawler to the model, and refusals would not be a
+        # proxy's cost.
+        cat >>"$cfg" <<EOF2
+behaviour:
+  model: $ROOT/classifier/models/crawlgate-model.json
+  enforce: false
+  thresholds:
+    - {min_score: 0.954, class: ai_stealth}
+EOF2
+    fi
     if out="$("$CRAWLGATE_BIN" check --config "$cfg" 2>&1)"; then
         CRAWLGATE_CONFIG_ARGS=(--config "$cfg")
-        CRAWLGATE_CONFIG_DESC="rules/default/{classes,ai-crawlers,known-bots}.yaml, access log off: ${out##*: }"
+        CRAWLGATE_CONFIG_DESC="rules/default/{classes,ai-crawlers,known-bots}.yaml, access log off$([[ "${CRAWLGATE_BEHAVIOUR:-0}" == 1 ]] && echo ", behaviour model (shadow)"): ${out##*: }"
     else
         log "crawlgate check rejected the bench config, using the embedded default: $out"
     fi
