@@ -136,6 +136,16 @@ void BM_ScoreOnly(benchmark::State& state) {
 }
 BENCHMARK(BM_ScoreOnly);
 
+// What a flagged request adds for the access log's "top": the attribution walk and its text
+// (same model as BM_ScoreOnly).
+void BM_TopFeatures(benchmark::State& state) {
+  const auto model = make_model(50, 4);
+  BehaviourTable table;
+  const FeatureVector f = table.update(request(IpAddress::v4(1), "/wiki/A"), -1, 1'000'000'000);
+  for (auto _ : state) benchmark::DoNotOptimize(model->top_features(f));
+}
+BENCHMARK(BM_TopFeatures);
+
 }  // namespace
 }  // namespace crawlgate
 

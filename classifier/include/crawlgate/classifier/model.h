@@ -68,8 +68,9 @@ class Model {
   void compute_expectations();
 
   std::vector<Node> nodes_;
-  std::vector<double> expected_;  // per node: the mean of its children's, a leaf's own value
-  double expected_sum_ = 0;       // the sum of every root's expected value
+  // Per node: its expected leaf value (children weighted equally) minus its parent's; 0 at roots.
+  std::vector<double> step_gain_;
+  double expected_sum_ = 0;  // the sum of every root's expected value
   std::vector<uint32_t> roots_;
   double base_score_ = 0;
   Link link_ = Link::logistic;
