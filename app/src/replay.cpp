@@ -280,6 +280,11 @@ int replay_command(const ReplayOptions& options) {
               lines, total.requests, errors,
               format_duration(first_ts ? last_ts - *first_ts : 0).c_str(), elapsed,
               elapsed > 0 ? lines / elapsed : 0.0);
+  if (format == LogFormat::kCombined && snapshot.model) {
+    std::printf("note: a combined log has no headers but Referer and User-Agent, so to the model "
+                "every browser\n      lacks the headers it always sends: more people score high "
+                "than through the proxy.\n      Compare refusals, not flags (README, \"replay\").\n");
+  }
   if (out_of_order > 0) {
     std::printf("note: %zu records were older than one before them; time was held still\n",
                 out_of_order);
