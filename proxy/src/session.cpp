@@ -170,8 +170,18 @@ class Session : public std::enable_shared_from_this<Session> {
  private:
   // ---- reading the request head -------------------------------------------------------------
 
+  // Everything a client sends passes through buffer_: a head up to max_header_bytes, a chunk
+  // line, body bytes on their way to the relay buffer. Its cap makes an endless chunk extension
+  // or chunk-size line an error (http::error::buffer_overflow -> 400) instead of memory; 64 KiB
+  // keeps body reads as large as Beast makes them.
+  void bound_buffer() {
+    std::size_t cap = std::max<std::size_t>(settings().limits.max_header_bytes, 64 * 1024);
+    buffer_.max_size(std::max(cap, buffer_.size()) + 2 * kReadChunk);
+  }
+
   void do_read_head() {
     reset_request();
+    bound_buffer();
     if (try_parse_buffered_head()) return;
     if (buffer_.size() == 0) {
       if (draining_) return close();
