@@ -688,7 +688,12 @@ class Session : public std::enable_shared_from_this<Session> {
         static_cast<std::uint32_t>(settings().limits.max_response_header_bytes));
     response_parser_->body_limit(kNoBodyLimit);
     if (head_.method == "HEAD") response_parser_->skip(true);
-    // One read can then take the head and a typical page together.
+    // One read can then take the head and a typical page together. The cap turns a backend's
+    // endless chunk line into a 502 rather than memory, as bound_buffer() does for clients.
+    upstream_buffer_.max_size(
+        std::max({settings().limits.max_response_header_bytes, kRelayBufferSize,
+                  upstream_buffer_.size()}) +
+        kRelayBufferSize);
     upstream_buffer_.reserve(kRelayBufferSize);
     upstream_->expires_after(settings().upstream.response_timeout);
     http::async_read_header(*upstream_, upstream_buffer_, *response_parser_,

@@ -247,6 +247,21 @@ void TestBackend::serve(std::shared_ptr<tcp::socket> socket) {
         socket->shutdown(tcp::socket::shutdown_both, ec);
       }
       return;
+    } else if (target.starts_with("/endless-chunk-line")) {
+      // A chunked response whose first chunk-size line never ends: up to 256 MiB of "extension",
+      // until the proxy stops reading (counted; bounded in bytes and by the socket's errors).
+      std::string head = "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n5;ext=";
+      net::write(*socket, net::buffer(head), ec);
+      const std::string slab(64 * 1024, 'e');
+      for (int i = 0; i < 4096 && !ec; ++i) {
+        std::size_t n = net::write(*socket, net::buffer(slab), ec);
+        endless_bytes_sent_.fetch_add(n);
+      }
+      {
+        std::lock_guard lock(mutex_);
+        socket->shutdown(tcp::socket::shutdown_both, ec);
+      }
+      return;
     } else if (target.starts_with("/reset-mid-body")) {
       // Promise 100,000 bytes, send 1,000, then reset the connection (RST, not FIN).
       std::string head = "HTTP/1.1 200 OK\r\nContent-Length: 100000\r\n\r\n";

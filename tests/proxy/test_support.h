@@ -56,6 +56,8 @@ class TestBackend {
   uint16_t port() const { return port_; }
   int connections() const { return connections_.load(); }
   int requests() const { return requests_.load(); }
+  // Bytes /endless-chunk-line managed to write before the proxy stopped reading them.
+  std::uint64_t endless_bytes_sent() const { return endless_bytes_sent_.load(); }
   // The request heads parsed once every connection made so far has been served to its end: a
   // request that is still on its way cannot be missed. Call it after the proxy is gone (a pooled
   // upstream connection stays open until then); waits up to `limit`.
@@ -72,6 +74,7 @@ class TestBackend {
   std::atomic<bool> stopping_{false};
   std::atomic<int> connections_{0};
   std::atomic<int> requests_{0};
+  std::atomic<std::uint64_t> endless_bytes_sent_{0};
   std::atomic<int> serving_{0};    // connections whose serve() has not returned
   std::atomic<int> sentinels_{0};  // settled_requests' own requests, not counted
   std::mutex mutex_;
