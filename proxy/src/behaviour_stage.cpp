@@ -5,6 +5,11 @@
 #include <algorithm>
 
 namespace crawlgate::proxy {
+namespace {
+const IpAddress kLoopbackV4 = *IpAddress::parse("127.0.0.1");
+const IpAddress kLoopbackV6 = *IpAddress::parse("::1");
+const IpAddress kLoopbackMapped = *IpAddress::parse("::ffff:127.0.0.1");
+}  // namespace
 
 BehaviourStage::BehaviourStage(const Config& config, std::shared_ptr<const Model> model,
                                BehaviourTable& table, const Clock& clock)
@@ -34,6 +39,13 @@ StageVerdict BehaviourStage::evaluate(const RequestView& request, RequestContext
                  !claim_only_rules_[context.rule_index];
   // A client a decisive rule classified costs no feature work: its class is known.
   if (decided) return StageVerdict::kContinue;
+  // 127.0.0.1 and ::1 are this machine: most often a TLS terminator missing from
+  // trusted_proxies, behind which every visitor would be one client, throttled as a crawler.
+  // No visitor from outside can have these addresses, so sparing them spares no crawler.
+  if (request.client_ip == kLoopbackV4 || request.client_ip == kLoopbackV6 ||
+      request.client_ip == kLoopbackMapped) {
+    return StageVerdict::kContinue;
+  }
   FeatureVector features = table_.update(request, -1, clock_.now());
   double score = model_->score(features);
   context.score = score;

@@ -109,6 +109,30 @@ TEST(Behaviour, StealthyBrowserClaimsAreThrottledAndRealBrowsersAreNot) {
   EXPECT_EQ(proxy.wait(), 0);
 }
 
+// 127.0.0.1 is this machine: typically a TLS terminator missing from trusted_proxies, behind
+// which every visitor would be one client. It is never scored, so such a setup throttles nobody.
+TEST(Behaviour, TheLoopbackAddressItselfIsNeverScored) {
+  BehaviourSetup setup;
+  std::string config = temp_file("behaviour_loopback.yaml", setup.config_text(true));
+  Child proxy({"run", "--config", config});
+  ASSERT_TRUE(wait_until_ready(setup.admin)) << proxy.err();
+  RawClient local(setup.port);
+  for (int i = 0; i < 10; ++i) {
+    // The same stealthy request as above, but with no X-Forwarded-For: the client is 127.0.0.1.
+    local.send("GET /wiki/L" + std::to_string(i) + " HTTP/1.1\r\nHost: test.local\r\n" +
+               "User-Agent: " + kChrome + "\r\n\r\n");
+    EXPECT_EQ(local.read_response()->status, 200) << i;
+  }
+  EXPECT_EQ(metric_value(scrape(setup.admin), "crawlgate_model_score_count"), 0);
+  // A visitor behind it (X-Forwarded-For from the trusted 127.0.0.0/8) is scored as usual.
+  RawClient visitor(setup.port);
+  visitor.send(page("/wiki/V", kChrome, ""));
+  EXPECT_EQ(visitor.read_response()->status, 200);
+  EXPECT_EQ(metric_value(scrape(setup.admin), "crawlgate_model_score_count"), 1);
+  ::kill(proxy.pid(), SIGTERM);
+  EXPECT_EQ(proxy.wait(), 0);
+}
+
 TEST(Behaviour, ShadowModeScoresButLetsThrough) {
   BehaviourSetup setup;
   std::string config = temp_file("behaviour_shadow.yaml", setup.config_text(false));

@@ -147,8 +147,10 @@ hard_deadline=$((SECONDS + 60))
 i=0
 while (((SECONDS < deadline || i < 12) && SECONDS < hard_deadline && i < 400)); do
   i=$((i + 1))
-  # A browser: two pages and a missing one on one kept-alive connection.
-  for c in $(curl -s --max-time 10 -A "$BROWSER" -o /dev/null -o /dev/null -o /dev/null \
+  # A browser: two pages and a missing one on one kept-alive connection, from a visitor's
+  # address (127.0.0.1 itself is never scored by the behaviour model).
+  for c in $(curl -s --max-time 10 -A "$BROWSER" -H "X-Forwarded-For: 192.0.2.$((i % 250 + 1))" \
+               -o /dev/null -o /dev/null -o /dev/null \
                -w '%{http_code}\n' "$URL/wiki/A$i" "$URL/wiki/B$i" "$URL/missing/$i"); do
     count "browser:$c"
   done
