@@ -2,13 +2,11 @@
 
 #include "crawlgate/proxy/signature_stage.h"
 
-#include <algorithm>
-
 namespace crawlgate::proxy {
 namespace {
-const IpAddress kLoopbackV4 = *IpAddress::parse("127.0.0.1");
-const IpAddress kLoopbackV6 = *IpAddress::parse("::1");
-const IpAddress kLoopbackMapped = *IpAddress::parse("::ffff:127.0.0.1");
+// IPv4 is held v4-mapped, so kLoopbackV4 is also ::ffff:127.0.0.1.
+const IpAddress kLoopbackV4 = IpAddress::v4(0x7f000001u);
+const IpAddress kLoopbackV6 = IpAddress::v6({0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1});
 }  // namespace
 
 BehaviourStage::BehaviourStage(const Config& config, std::shared_ptr<const Model> model,
@@ -19,10 +17,6 @@ BehaviourStage::BehaviourStage(const Config& config, std::shared_ptr<const Model
     thresholds_.push_back(Threshold{threshold.min_score, threshold.class_name,
                                     cls ? cls->action : Action::kAllow,
                                     cls ? cls->deny : DenyResponse{}});
-  }
-  lowest_threshold_ = 2;  // above any logistic score
-  for (const Threshold& threshold : thresholds_) {
-    lowest_threshold_ = std::min(lowest_threshold_, threshold.min_score);
   }
   // Any UA can claim to be Googlebot or an archiver: such a claim is allowed, not exempt.
   claim_only_rules_.resize(config.rules.size());
@@ -42,30 +36,31 @@ StageVerdict BehaviourStage::evaluate(const RequestView& request, RequestContext
   // 127.0.0.1 and ::1 are this machine: most often a TLS terminator missing from
   // trusted_proxies, behind which every visitor would be one client, throttled as a crawler.
   // No visitor from outside can have these addresses, so sparing them spares no crawler.
-  if (request.client_ip == kLoopbackV4 || request.client_ip == kLoopbackV6 ||
-      request.client_ip == kLoopbackMapped) {
+  if (request.client_ip == kLoopbackV4 || request.client_ip == kLoopbackV6) {
     return StageVerdict::kContinue;
   }
   FeatureVector features = table_.update(request, -1, clock_.now());
   double score = model_->score(features);
   context.score = score;
-  // Attribution costs one more walk of the trees: only for flagged clients (rare) or on demand.
-  if (context.explain || (!thresholds_.empty() && score >= lowest_threshold_)) {
-    context.top_features = model_->top_features(features);
-  }
+  const Threshold* reached = nullptr;
   for (const Threshold& threshold : thresholds_) {
-    if (score < threshold.min_score) continue;
-    context.traffic_class = threshold.class_name;
-    context.rule = "behaviour";
-    context.rule_index = UINT32_MAX;
-    context.action = std::string(action_name(threshold.action));
-    context.enforced = enforce_;
-    if (threshold.action == Action::kDeny && enforce_ && request.path() != "/robots.txt") {
-      context.response = denial_response(threshold.deny.status, threshold.deny.body,
-                                         threshold.class_name, context.request_id);
-      return StageVerdict::kRespond;
+    if (score >= threshold.min_score) {
+      reached = &threshold;
+      break;
     }
-    break;
+  }
+  // Attribution costs one more walk of the trees: only for flagged clients or on demand.
+  if (reached || context.explain) context.top_features = model_->top_features(features);
+  if (!reached) return StageVerdict::kContinue;
+  context.traffic_class = reached->class_name;
+  context.rule = "behaviour";
+  context.rule_index = UINT32_MAX;
+  context.action = std::string(action_name(reached->action));
+  context.enforced = enforce_;
+  if (reached->action == Action::kDeny && enforce_ && request.path() != "/robots.txt") {
+    context.response = denial_response(reached->deny.status, reached->deny.body,
+                                       reached->class_name, context.request_id);
+    return StageVerdict::kRespond;
   }
   return StageVerdict::kContinue;
 }

@@ -33,7 +33,6 @@ class BehaviourStage final : public Stage {
   const Clock& clock_;
   std::vector<Threshold> thresholds_;
   std::vector<bool> claim_only_rules_;  // rules whose class a client can merely claim
-  double lowest_threshold_ = 2;
   bool enforce_ = true;
 };
 
