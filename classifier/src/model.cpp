@@ -248,38 +248,50 @@ namespace {
 inline const Model::Node* step(const Model::Node* nodes, const Model::Node* n, const double* x) {
   return nodes + n->left + (x[n->feature] > n->value);
 }
+
+// Walks every tree to its leaf, four side by side: each walk is a chain of dependent loads, so
+// interleaving them lets the CPU overlap their latencies. `on_step(from, to)` sees every step;
+// `on_leaf(leaf)` sees each tree's leaf in tree order (raw_score's summation order).
+template <typename OnStep, typename OnLeaf>
+inline void walk_trees(const Model::Node* nodes, const std::vector<uint32_t>& roots,
+                       const double* x, OnStep&& on_step, OnLeaf&& on_leaf) {
+  auto advance = [&](const Model::Node*& n) {
+    const Model::Node* next = step(nodes, n, x);
+    on_step(n, next);
+    n = next;
+  };
+  const std::size_t count = roots.size();
+  std::size_t t = 0;
+  for (; t + 4 <= count; t += 4) {
+    const Model::Node* a = nodes + roots[t];
+    const Model::Node* b = nodes + roots[t + 1];
+    const Model::Node* c = nodes + roots[t + 2];
+    const Model::Node* d = nodes + roots[t + 3];
+    while ((a->feature & b->feature & c->feature & d->feature) >= 0) {  // any split left
+      if (a->feature >= 0) advance(a);
+      if (b->feature >= 0) advance(b);
+      if (c->feature >= 0) advance(c);
+      if (d->feature >= 0) advance(d);
+    }
+    // Leaves stay leaves, so each tree's leaf is final once its walk stops.
+    on_leaf(a);
+    on_leaf(b);
+    on_leaf(c);
+    on_leaf(d);
+  }
+  for (; t < count; ++t) {
+    const Model::Node* n = nodes + roots[t];
+    while (n->feature >= 0) advance(n);
+    on_leaf(n);
+  }
+}
 }  // namespace
 
 double Model::raw_score(const FeatureVector& x) const {
-  // Four trees walked side by side: each walk is a chain of dependent loads, so interleaving them
-  // lets the CPU overlap their latencies.
   double sum = base_score_;
-  const Node* nodes = nodes_.data();
-  const double* v = x.values.data();
-  const std::size_t count = roots_.size();
-  std::size_t t = 0;
-  for (; t + 4 <= count; t += 4) {
-    const Node* a = nodes + roots_[t];
-    const Node* b = nodes + roots_[t + 1];
-    const Node* c = nodes + roots_[t + 2];
-    const Node* d = nodes + roots_[t + 3];
-    while ((a->feature & b->feature & c->feature & d->feature) >= 0) {  // any split left
-      if (a->feature >= 0) a = step(nodes, a, v);
-      if (b->feature >= 0) b = step(nodes, b, v);
-      if (c->feature >= 0) c = step(nodes, c, v);
-      if (d->feature >= 0) d = step(nodes, d, v);
-    }
-    // Leaves stay leaves, so each tree's leaf is final once its walk stops; sum in tree order.
-    sum += a->value;
-    sum += b->value;
-    sum += c->value;
-    sum += d->value;
-  }
-  for (; t < count; ++t) {
-    const Node* n = nodes + roots_[t];
-    while (n->feature >= 0) n = step(nodes, n, v);
-    sum += n->value;
-  }
+  walk_trees(
+      nodes_.data(), roots_, x.values.data(), [](const Node*, const Node*) {},
+      [&sum](const Node* leaf) { sum += leaf->value; });
   return sum;
 }
 
@@ -307,31 +319,12 @@ Model::Contributions Model::contributions(const FeatureVector& x) const {
   Contributions out{};
   const Node* nodes = nodes_.data();
   const double* gain = step_gain_.data();
-  const double* v = x.values.data();
-  auto advance = [&](const Node*& n) {
-    const Node* next = step(nodes, n, v);
-    out[static_cast<std::size_t>(n->feature)] += gain[next - nodes];
-    n = next;
-  };
-  // Interleaved like raw_score: four independent chains of loads in flight.
-  const std::size_t count = roots_.size();
-  std::size_t t = 0;
-  for (; t + 4 <= count; t += 4) {
-    const Node* a = nodes + roots_[t];
-    const Node* b = nodes + roots_[t + 1];
-    const Node* c = nodes + roots_[t + 2];
-    const Node* d = nodes + roots_[t + 3];
-    while ((a->feature & b->feature & c->feature & d->feature) >= 0) {
-      if (a->feature >= 0) advance(a);
-      if (b->feature >= 0) advance(b);
-      if (c->feature >= 0) advance(c);
-      if (d->feature >= 0) advance(d);
-    }
-  }
-  for (; t < count; ++t) {
-    const Node* n = nodes + roots_[t];
-    while (n->feature >= 0) advance(n);
-  }
+  walk_trees(
+      nodes, roots_, x.values.data(),
+      [&](const Node* from, const Node* to) {
+        out[static_cast<std::size_t>(from->feature)] += gain[to - nodes];
+      },
+      [](const Node*) {});
   return out;
 }
 
