@@ -191,31 +191,36 @@ class Session : public std::enable_shared_from_this<Session> {
       const TimeoutSettings& timeouts = settings().timeouts;
       client_.expires_after(first_request_ ? timeouts.header_read : timeouts.idle_keepalive);
     } else {
-      start_head_timer();
+      start_read_timer(settings().timeouts.header_read);
     }
     client_.async_read_some(buffer_.prepare(kReadChunk),
                             beast::bind_front_handler(&Session::on_read_head, shared_from_this()));
   }
 
-  // Once a head has started, it must complete within header_read. tcp_stream's own expiry
-  // would close the socket, leaving no way to answer 408; this timer cancels the read instead.
-  void start_head_timer() {
-    if (head_timer_armed_) return;
-    head_timer_armed_ = true;
+  // A client read that must finish in time and still be answered with 408: once a head has
+  // started it must complete within header_read, and each body read within body_read.
+  // tcp_stream's own expiry would close the socket, leaving no way to answer; this timer cancels
+  // the read instead and sets read_timed_out_. Each arming gets a generation, so an expiry
+  // already queued when the timer was stopped cannot cancel a later read.
+  void start_read_timer(Millis limit) {
+    if (read_timer_armed_) return;
+    read_timer_armed_ = true;
     client_.expires_never();
-    head_timer_.expires_after(settings().timeouts.header_read);
-    head_timer_.async_wait([self = shared_from_this()](error_code ec) {
-      if (ec || !self->head_timer_armed_) return;
-      self->head_timed_out_ = true;
+    std::uint64_t generation = ++read_timer_generation_;
+    read_timer_.expires_after(limit);
+    read_timer_.async_wait([self = shared_from_this(), generation](error_code ec) {
+      if (ec || generation != self->read_timer_generation_) return;
+      self->read_timed_out_ = true;
       error_code ignored;
       self->client_.socket().cancel(ignored);
     });
   }
 
-  void stop_head_timer() {
-    if (!head_timer_armed_) return;
-    head_timer_armed_ = false;
-    head_timer_.cancel();
+  void stop_read_timer() {
+    if (!read_timer_armed_) return;
+    read_timer_armed_ = false;
+    ++read_timer_generation_;
+    read_timer_.cancel();
   }
 
   void on_read_head(error_code ec, std::size_t n) {
@@ -224,25 +229,25 @@ class Session : public std::enable_shared_from_this<Session> {
     if (ec) {
       // A head that did not complete in time is a slow client: tell it. Anything else (EOF
       // between requests, reset, idle expiry, drained) just ends the connection.
-      if (head_timed_out_ && buffer_.size() > 0) {
+      if (read_timed_out_ && buffer_.size() > 0) {
         return respond_error(408, "The request header was not received in time.", true);
       }
-      stop_head_timer();
+      stop_read_timer();
       return close();
     }
     if (try_parse_buffered_head()) return;
     std::string_view data(static_cast<const char*>(buffer_.data().data()), buffer_.size());
     if (cannot_be_request(data)) {
       // TLS handshakes and other protocols: answer at once instead of waiting for a CRLF.
-      stop_head_timer();
+      stop_read_timer();
       server_.stats.bad_requests.fetch_add(1, std::memory_order_relaxed);
       return respond_error(400, "This is not an HTTP/1.1 request.", true);
     }
     if (buffer_.size() > settings().limits.max_header_bytes) {
-      stop_head_timer();
+      stop_read_timer();
       return respond_error(431, "The request header is too large.", true);
     }
-    start_head_timer();
+    start_read_timer(settings().timeouts.header_read);
     client_.async_read_some(buffer_.prepare(kReadChunk),
                             beast::bind_front_handler(&Session::on_read_head, shared_from_this()));
   }
@@ -253,7 +258,7 @@ class Session : public std::enable_shared_from_this<Session> {
     std::string_view data(static_cast<const char*>(buffer_.data().data()), buffer_.size());
     std::size_t head_size = find_head_end(data);
     if (head_size == 0) return false;
-    stop_head_timer();
+    stop_read_timer();
     if (head_size > settings().limits.max_header_bytes) {
       respond_error(431, "The request header is too large.", true);
       return true;
@@ -582,31 +587,16 @@ class Session : public std::enable_shared_from_this<Session> {
     if (request_parser_->is_done()) return write_request_body(0);
     request_parser_->get().body().data = relay_buffer_.get();
     request_parser_->get().body().size = kRelayBufferSize;
-    start_body_timer();
+    start_read_timer(settings().timeouts.body_read);
     http::async_read_some(client_, buffer_, *request_parser_,
                           beast::bind_front_handler(&Session::on_request_body_read,
                                                     shared_from_this()));
   }
 
-  // Like the head timer: tcp_stream's expiry would close the socket and the 408 below could
-  // never be sent. Each read gets its own generation, so a late expiry cannot cancel the next.
-  void start_body_timer() {
-    client_.expires_never();
-    std::uint64_t generation = ++body_timer_generation_;
-    body_timer_.expires_after(settings().timeouts.body_read);
-    body_timer_.async_wait([self = shared_from_this(), generation](error_code ec) {
-      if (ec || generation != self->body_timer_generation_) return;
-      self->body_timed_out_ = true;
-      error_code ignored;
-      self->client_.socket().cancel(ignored);
-    });
-  }
-
   void on_request_body_read(error_code ec, std::size_t) {
-    ++body_timer_generation_;
-    body_timer_.cancel();
-    if (body_timed_out_) {
-      body_timed_out_ = false;
+    stop_read_timer();
+    if (read_timed_out_) {
+      read_timed_out_ = false;
       if (ec == net::error::operation_aborted) ec = beast::error::timeout;
     }
     if (ec == http::error::need_buffer) ec = {};
@@ -994,9 +984,7 @@ class Session : public std::enable_shared_from_this<Session> {
   }
 
   void close() {
-    stop_head_timer();
-    ++body_timer_generation_;
-    body_timer_.cancel();
+    stop_read_timer();
     hold_timer_.cancel();
     hold_.reset();
     error_code ignored;
@@ -1017,7 +1005,7 @@ class Session : public std::enable_shared_from_this<Session> {
     upstream_sent_at_ = {};
     start_time_ = {};
     logged_ = false;
-    head_timed_out_ = false;
+    read_timed_out_ = false;
     request_body_started_ = false;
     upstream_answered_early_ = false;
     upstream_reused_ = false;
@@ -1060,12 +1048,10 @@ class Session : public std::enable_shared_from_this<Session> {
   bool first_request_ = true;
   bool draining_ = false;
   bool idle_ = false;
-  bool head_timer_armed_ = false;
-  bool head_timed_out_ = false;
-  net::steady_timer head_timer_{worker_.ioc};
-  net::steady_timer body_timer_{worker_.ioc};
-  std::uint64_t body_timer_generation_ = 0;
-  bool body_timed_out_ = false;
+  bool read_timer_armed_ = false;
+  bool read_timed_out_ = false;
+  std::uint64_t read_timer_generation_ = 0;
+  net::steady_timer read_timer_{worker_.ioc};
 
   // Per request.
   std::shared_ptr<const Snapshot> snapshot_ = server_.load_snapshot();
