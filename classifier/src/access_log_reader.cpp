@@ -1,6 +1,7 @@
 #include "crawlgate/classifier/access_log_reader.h"
 
 #include <charconv>
+#include <chrono>
 #include <cmath>
 #include <cstdint>
 #include <nlohmann/json.hpp>
@@ -74,16 +75,6 @@ bool set_address(LogRecord& out, std::string& error) {
   return true;
 }
 
-// Days since 1970-01-01 of a proleptic Gregorian date (H. Hinnant's days_from_civil).
-std::int64_t days_from_civil(std::int64_t y, unsigned m, unsigned d) {
-  y -= m <= 2;
-  const std::int64_t era = (y >= 0 ? y : y - 399) / 400;
-  const auto yoe = static_cast<unsigned>(y - era * 400);
-  const unsigned doy = (153 * (m + (m > 2 ? -3 : 9)) + 2) / 5 + d - 1;
-  const unsigned doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
-  return era * 146097 + static_cast<std::int64_t>(doe) - 719468;
-}
-
 template <typename T>
 bool parse_digits(std::string_view text, T& value) {
   if (text.empty()) return false;
@@ -120,8 +111,11 @@ bool parse_clf_time(std::string_view text, double& ts) {
       zone_minutes > 59) {
     return false;
   }
-  std::int64_t seconds = days_from_civil(year, month, day) * 86400 + hour * 3600 + minute * 60 +
-                         second;
+  // A day past the month's end counts on into the next month, as sys_days defines it.
+  const std::chrono::sys_days date{std::chrono::year{year} / std::chrono::month{month} /
+                                   std::chrono::day{day}};
+  std::int64_t seconds = static_cast<std::int64_t>(date.time_since_epoch().count()) * 86400 +
+                         hour * 3600 + minute * 60 + second;
   std::int64_t offset = (zone_hours * 3600 + zone_minutes * 60) * (text[21] == '-' ? -1 : 1);
   ts = static_cast<double>(seconds - offset);
   return true;
